@@ -1,0 +1,20 @@
+"""ENTRYPOINT/CMD in exec (JSON) form, so that the server is PID 1 and gets SIGTERM."""
+
+from checks import Evidence, failed, passed, skipped, variant_check
+
+
+@variant_check("exec_form")
+def exec_form(v, a):
+    if v.parsed is None:
+        return skipped("not_parsed")
+    ins = v.parsed.entrypoint()
+    if ins is None:
+        return failed("none")
+    evidence = [Evidence("dockerfile", ins.original, ins.line)]
+    if ins.json_form:
+        return passed("ok", tuple(evidence), cmd=ins.cmd)
+    stop = v.runtime.stop_seconds if v.runtime else None
+    if stop is not None:
+        evidence.append(Evidence("observed", f"docker stop: {stop:.1f} s"))
+    return failed("shell", tuple(evidence), cmd=ins.cmd, line=ins.line,
+                  stop=round(stop, 1) if stop is not None else "?")

@@ -1,0 +1,24 @@
+"""The HTTP contract, probed on the running container."""
+
+from checks import Evidence, failed, passed, skipped, variant_check
+
+
+@variant_check("http_contract")
+def http_contract(v, a):
+    r = v.runtime
+    if r is None:
+        return skipped("not_run")
+    log = (Evidence("log", r.log_tail),) if r.log_tail else ()
+    if not r.started:
+        return failed("not_started", log, error=r.error or "")
+    if not r.ready:
+        return failed("not_ready", log, port=a.app_port, error=r.error or "",
+                      code=r.exit_code, oom=r.oom_killed)
+    for probe in r.probes:
+        if not probe.passed:
+            observed = probe.error or f"{probe.status} {probe.body!r}"
+            return failed("probe", (Evidence("observed", observed), *log),
+                          method=probe.method, path=probe.path,
+                          expected=f"{probe.expected_status} {probe.expected_json}",
+                          observed=observed)
+    return passed("ok", count=len(r.probes))

@@ -1,0 +1,116 @@
+"""The `grader` command."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from grader import assignment as assignment_mod
+from grader import report as report_mod
+from grader.config import get_settings
+from grader.errors import ConfigError, GraderError, SubmissionError
+
+EXIT_CODES = """Exit codes: 0 graded (whatever the score; see --fail-under), 1 the submission cannot be
+graded as given (no Dockerfiles, unparsable, no source), 2 bad options or assignment file,
+3 grader error (e.g. base image missing), 4 Docker engine or BuildKit CLI unavailable,
+5 score below --fail-under, 130 interrupted (everything started is removed)."""
+
+app = typer.Typer(
+    help="Autograder for the course's Docker homework (counter-backend in three Dockerfile variants).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+class Lang(str, Enum):
+    ru = "ru"
+    en = "en"
+
+
+def _fail(exc: Exception, code: int) -> None:
+    typer.echo(f"grader: {exc}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command(epilog=EXIT_CODES)
+def check(
+    path: Annotated[Path, typer.Argument(help="The student's repository: a directory or a git checkout.")],
+    reference: Annotated[Optional[Path], typer.Option(
+        help="The course's counter-backend source, built with the student's Dockerfiles when the "
+             "repository holds no pyproject.toml next to them (earlier edition).")] = None,
+    assignment: Annotated[Optional[Path], typer.Option(
+        help="Assignment file (rubric, file names, probes). Default: checks/assignments/counter_backend.toml.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Report format.")] = Format.text,
+    lang: Annotated[Optional[Lang], typer.Option(help="Report language. Default: the assignment's (ru).")] = None,
+    build_timeout: Annotated[Optional[float], typer.Option(
+        help="Seconds before a build is stopped (default 600, or GRADER_BUILD_TIMEOUT_S).")] = None,
+    docker_cli: Annotated[Optional[str], typer.Option(
+        help="docker CLI used for BuildKit builds. Default: detect (docker with buildx, else /usr/bin/docker).")] = None,
+    logs: Annotated[Optional[Path], typer.Option(help="Keep the full build logs in this directory.")] = None,
+    keep_images: Annotated[bool, typer.Option(help="Keep the built images (tagged grader-<job>-<variant>).")] = False,
+    fail_under: Annotated[Optional[float], typer.Option(help="Exit with 5 when the score is below this.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
+) -> None:
+    """Grade a local repository: find, build, run and probe the three Dockerfile variants."""
+    from grader.engine import Engine
+    from grader.pipeline import grade
+
+    settings = get_settings().model_copy()
+    if build_timeout is not None:
+        settings.build_timeout_s = build_timeout
+    if docker_cli is not None:
+        settings.docker_cli = docker_cli
+    settings.keep_images = keep_images or settings.keep_images
+    progress = (lambda _m: None) if quiet else (lambda m: typer.echo(f"· {m}", err=True))
+    try:
+        rubric = assignment_mod.load(assignment)
+        if reference is not None and not reference.is_dir():
+            raise ConfigError(f"--reference {reference}: not a directory")
+        engine = Engine(settings)
+        facts, scored = grade(path, rubric, settings, engine, reference=reference and reference.resolve(),
+                              log_dir=logs, progress=progress)
+    except SubmissionError as exc:
+        _fail(exc, SubmissionError.exit_code)
+    except GraderError as exc:
+        _fail(exc, exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("grader: interrupted; containers and images of this run were removed", err=True)
+        raise typer.Exit(130)
+    report = report_mod.to_json(facts, scored, rubric, (lang.value if lang else rubric.language))
+    render = {Format.text: report_mod.render_text, Format.json: report_mod.render_json,
+              Format.markdown: report_mod.render_markdown}[fmt]
+    sys.stdout.write(render(report).rstrip("\n") + "\n")
+    if fail_under is not None and scored.score < fail_under:
+        raise typer.Exit(5)
+
+
+@app.command()
+def doctor(docker_cli: Annotated[Optional[str], typer.Option(help="docker CLI to test.")] = None) -> None:
+    """Check that this machine can grade: engine, BuildKit CLI, base image."""
+    from grader.engine import Engine
+
+    settings = get_settings().model_copy()
+    settings.docker_cli = docker_cli or settings.docker_cli
+    try:
+        rubric = assignment_mod.load(None)
+        engine = Engine(settings)
+    except GraderError as exc:
+        _fail(exc, exc.exit_code)
+    typer.echo(f"engine: ok; BuildKit via {engine.cli.path} ({engine.cli.mode})")
+    if not engine.has_image(rubric.base_image):
+        _fail(GraderError(f"base image {rubric.base_image} missing: run scripts/setup"), 3)
+    typer.echo(f"base image {rubric.base_image}: present")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,28 @@
+"""One typed settings object, read once from GRADER_* environment variables (or a .env file)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRADER_", env_file=".env", extra="ignore")
+
+    docker_cli: str | None = None  # None: detect (docker with buildx, else a CLI with built-in BuildKit)
+    work_dir: Path = Path("/tmp/grader")  # per-job workspaces and build logs live under it
+    build_timeout_s: float = 600.0
+    ready_timeout_s: float = 30.0
+    probe_timeout_s: float = 5.0
+    stop_timeout_s: float = 10.0
+    memory_bytes: int = 512 * 1024 * 1024
+    pids_limit: int = 256
+    cpus: float = 1.0
+    log_cap_bytes: int = 1024 * 1024  # kept of each build log: head + tail, the middle is cut
+    response_cap_bytes: int = 64 * 1024  # read of each HTTP response body
+    keep_images: bool = False
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

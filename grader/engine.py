@@ -1,0 +1,276 @@
+"""The only Docker boundary: BuildKit builds through the CLI, everything else through the SDK.
+
+Nothing outside this module imports `docker` or runs the docker CLI. Errors from either are
+translated here into `EngineUnavailable` / `GraderError` (ours) or into facts (the student's).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+import requests
+
+from grader.config import Settings
+from grader.errors import EngineUnavailable, GraderError
+from grader.facts import BuildFacts, ImageFacts
+from grader.logcap import CappedLog, tail_text
+
+LABEL_JOB = "grader.job"
+# Only what the docker CLI needs: the grader's own secrets never reach a build.
+CLI_ENV_KEYS = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
+
+
+@dataclass(frozen=True)
+class BuildCli:
+    path: str
+    mode: str  # "buildx" (plugin) or "builtin" (DOCKER_BUILDKIT=1 on a CLI older than 23)
+
+    def command(self, dockerfile: Path, context: Path, tag: str, iidfile: Path, labels: dict[str, str]) -> list[str]:
+        head = [self.path, "buildx", "build", "--load"] if self.mode == "buildx" else [self.path, "build"]
+        label_args = [a for k, v in labels.items() for a in ("--label", f"{k}={v}")]
+        return [*head, "--progress=plain", "-f", str(dockerfile), "-t", tag,
+                "--iidfile", str(iidfile), *label_args, str(context)]
+
+    def env(self) -> dict[str, str]:
+        env = {k: os.environ[k] for k in CLI_ENV_KEYS if k in os.environ}
+        env["DOCKER_BUILDKIT"] = "1"
+        return env
+
+
+def detect_build_cli(configured: str | None) -> BuildCli:
+    """A CLI that builds with BuildKit: one with the buildx plugin, or an old one with it built in."""
+    names = [configured] if configured else [shutil.which("docker"), "/usr/bin/docker"]
+    tried = []
+    for cli in dict.fromkeys(n for n in names if n):
+        if not (shutil.which(cli) or Path(cli).is_file()):
+            tried.append(f"{cli}: not found")
+            continue
+        if _quiet([cli, "buildx", "version"]).returncode == 0:
+            return BuildCli(cli, "buildx")
+        version = _quiet([cli, "version", "--format", "{{.Client.Version}}"]).stdout.strip()
+        major = version.split(".", 1)[0]
+        if major.isdigit() and int(major) < 23:
+            return BuildCli(cli, "builtin")
+        tried.append(f"{cli}: client {version or '?'} without the buildx plugin")
+    raise EngineUnavailable(
+        "no docker CLI that can build with BuildKit (" + "; ".join(tried) + "). "
+        "Install the buildx plugin (Debian: docker-buildx) or set GRADER_DOCKER_CLI / --docker-cli."
+    )
+
+
+def _quiet(cmd: list[str]) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=20, env=BuildCli("", "").env())
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return subprocess.CompletedProcess(cmd, 127, "", str(exc))
+
+
+class Engine:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        try:
+            self.client = docker.from_env(timeout=60)
+            self.client.ping()
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise EngineUnavailable(
+                f"the Docker engine is not reachable ({_short(exc)}). Start it (scripts/setup does) "
+                "or point DOCKER_HOST at one."
+            ) from exc
+        self.cli = detect_build_cli(settings.docker_cli)
+
+    # -- images ---------------------------------------------------------------------------
+    def has_image(self, ref: str) -> bool:
+        try:
+            self.client.images.get(ref)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+        except docker.errors.DockerException as exc:
+            raise EngineUnavailable(f"cannot ask the engine about {ref}: {_short(exc)}") from exc
+
+    def inspect_image(self, ref: str) -> ImageFacts:
+        try:
+            attrs = self.client.images.get(ref).attrs
+        except docker.errors.DockerException as exc:
+            raise GraderError(f"built image {ref} cannot be inspected: {_short(exc)}") from exc
+        config = attrs.get("Config") or {}
+        return ImageFacts(
+            image_id=attrs["Id"],
+            size_bytes=int(attrs.get("Size", 0)),
+            layer_count=len((attrs.get("RootFS") or {}).get("Layers") or []),
+            user=config.get("User") or "",
+            entrypoint=config.get("Entrypoint"),
+            cmd=config.get("Cmd"),
+            exposed_ports=sorted((config.get("ExposedPorts") or {}).keys()),
+        )
+
+    def remove_image(self, ref: str) -> None:
+        try:
+            self.client.images.remove(ref, force=True)
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise GraderError(f"cannot remove image {ref}: {_short(exc)}") from exc
+
+    # -- builds ---------------------------------------------------------------------------
+    def build(self, dockerfile: Path, context: Path, tag: str, log_path: Path, job: str) -> BuildFacts:
+        """Builds with BuildKit, streaming a capped log to `log_path`; a timeout kills the build."""
+        iidfile = log_path.with_suffix(".iid")
+        cmd = self.cli.command(dockerfile, context, tag, iidfile, {LABEL_JOB: job})
+        log = CappedLog(log_path, self.settings.log_cap_bytes)
+        started = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=self.cli.env(), start_new_session=True)
+        reader = threading.Thread(target=_pump, args=(proc.stdout, log), daemon=True)
+        reader.start()
+        timed_out = False
+        try:
+            proc.wait(timeout=self.settings.build_timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            # Killing the client cancels the BuildKit build (its RUN processes go within seconds).
+            if proc.poll() is None:
+                _kill_group(proc)
+            reader.join(timeout=10)
+            log.close()
+        seconds = time.monotonic() - started
+        image_id = iidfile.read_text().strip() if iidfile.is_file() else None
+        ok = proc.returncode == 0 and not timed_out and bool(image_id)
+        return BuildFacts(succeeded=ok, seconds=seconds, timed_out=timed_out,
+                          exit_code=proc.returncode, image_id=image_id if ok else None,
+                          log_path=log_path, log_tail="" if ok else tail_text(log_path))
+
+    # -- containers -----------------------------------------------------------------------
+    @contextmanager
+    def container(self, image: str, name: str, job: str, port: int, env: dict[str, str]) -> Iterator["Running"]:
+        """A started container with the grader's limits; always removed on leaving."""
+        s = self.settings
+        self._remove_container(name)  # a stale one from an interrupted run
+        try:
+            c = self.client.containers.create(
+                image, name=name, detach=True, labels={LABEL_JOB: job}, environment=env,
+                mem_limit=s.memory_bytes, memswap_limit=s.memory_bytes, pids_limit=s.pids_limit,
+                nano_cpus=int(s.cpus * 1e9), cap_drop=["ALL"], security_opt=["no-new-privileges"],
+                ports={f"{port}/tcp": ("127.0.0.1", None)},
+                log_config=docker.types.LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+            )
+        except docker.errors.APIError as exc:
+            raise ContainerFailed(_short(exc)) from exc
+        try:
+            try:
+                c.start()
+            except docker.errors.APIError as exc:
+                raise ContainerFailed(_short(exc)) from exc
+            yield Running(self, c, port)
+        finally:
+            self._remove_container(name)
+
+    def _remove_container(self, name: str) -> None:
+        try:
+            self.client.containers.get(name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise GraderError(f"cannot remove container {name}: {_short(exc)}") from exc
+
+    def remove_job(self, job: str, images: bool = True) -> None:
+        """Removes every container (and image) labelled with this job, also after a crash or Ctrl-C."""
+        flt = {"label": f"{LABEL_JOB}={job}"}
+        try:
+            for c in self.client.containers.list(all=True, filters=flt):
+                c.remove(force=True)
+            found = self.client.images.list(filters=flt) if images else []
+        except docker.errors.DockerException as exc:
+            raise GraderError(f"cannot clean up job {job}: {_short(exc)}") from exc
+        for img in found:
+            for tag in img.tags or [img.id]:
+                self.remove_image(tag)
+
+
+class ContainerFailed(Exception):
+    """The engine refused to create or start the student's container (a verdict, not our error)."""
+
+
+class Running:
+    """A started container, seen through the few questions the pipeline asks of it."""
+
+    def __init__(self, engine: Engine, container, port: int) -> None:
+        self.engine = engine
+        self.c = container
+        self.port = port
+
+    def url(self) -> str:
+        self.c.reload()
+        bindings = (self.c.attrs["NetworkSettings"]["Ports"] or {}).get(f"{self.port}/tcp") or []
+        if not bindings:
+            raise ContainerFailed(f"port {self.port} is not published")
+        return f"http://127.0.0.1:{bindings[0]['HostPort']}"
+
+    def state(self) -> dict:
+        self.c.reload()
+        return self.c.attrs["State"]
+
+    def is_running(self) -> bool:
+        return bool(self.state().get("Running"))
+
+    def process_uid(self) -> int | None:
+        """The real uid of PID 1 in the container, read from its own /proc."""
+        try:
+            code, out = self.c.exec_run(["cat", "/proc/1/status"], demux=False)
+        except docker.errors.APIError:
+            code, out = 1, b""
+        if code != 0:
+            out = _host_proc_status(self.state().get("Pid"))
+        for line in out.decode(errors="replace").splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+        return None
+
+    def stop(self, timeout: float) -> float:
+        started = time.monotonic()
+        self.c.stop(timeout=int(timeout))
+        return time.monotonic() - started
+
+    def logs_tail(self, lines: int = 30) -> str:
+        try:
+            return self.c.logs(tail=lines).decode(errors="replace")[-8192:]
+        except docker.errors.APIError:
+            return ""
+
+
+def _host_proc_status(pid: int | None) -> bytes:
+    # Fallback for images without `cat`: the engine is local, so its /proc shows the process.
+    try:
+        return Path(f"/proc/{int(pid)}/status").read_bytes() if pid else b""
+    except OSError:
+        return b""
+
+
+def _pump(stream, log: CappedLog) -> None:
+    for chunk in iter(lambda: stream.read1(65536), b""):
+        log.write(chunk)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]

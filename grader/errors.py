@@ -1,0 +1,30 @@
+"""The two kinds of failure, never confused.
+
+`SubmissionError` is the student's fault and becomes a scored verdict with an explanation.
+`GraderError` is ours (engine down, base image missing, bad configuration): the grading
+stops, nothing is scored, and the message says what the operator should do.
+"""
+
+
+class GraderError(Exception):
+    """Grading could not be carried out; the submission is ungradable, not failed."""
+
+    exit_code = 3
+
+
+class EngineUnavailable(GraderError):
+    """The Docker engine (or a BuildKit-capable CLI) cannot be reached."""
+
+    exit_code = 4
+
+
+class ConfigError(GraderError):
+    """The grader's own settings or assignment file are wrong."""
+
+    exit_code = 2
+
+
+class SubmissionError(Exception):
+    """The submission cannot be graded as given (no Dockerfiles, unparsable file, empty repo)."""
+
+    exit_code = 1

@@ -1,0 +1,36 @@
+"""The message catalogue (checks/messages.toml): every student-facing sentence in ru and en."""
+
+from __future__ import annotations
+
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+
+from checks import Outcome
+
+CATALOGUE = Path(__file__).resolve().parent.parent / "checks" / "messages.toml"
+
+
+class _Blank(dict):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> dict:
+    return tomllib.loads(CATALOGUE.read_text(encoding="utf-8"))
+
+
+def title(check_id: str, lang: str) -> str:
+    return catalogue().get(check_id, {}).get("title", {}).get(lang, check_id)
+
+
+def message(check_id: str, outcome: Outcome, lang: str) -> str:
+    entry = catalogue().get(check_id, {}).get(outcome.reason) or catalogue()["common"].get(outcome.reason)
+    if entry is None:
+        return f"{check_id}: {outcome.reason}"
+    text = entry[lang].format_map(_Blank(outcome.params))
+    hint = outcome.params.get("hint")
+    if hint:
+        text += f" {title('hints', lang)}: " + catalogue()["hints"][hint][lang].format_map(_Blank(outcome.params))
+    return text

@@ -1,0 +1,75 @@
+"""HTTP readiness and probes, with caps on time and on how much of a response is read."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import requests
+
+from grader.assignment import Probe
+from grader.facts import ProbeResult
+
+
+class NotReady(Exception):
+    """Nothing answered HTTP before the deadline (or the container exited)."""
+
+
+def wait_ready(url: str, timeout_s: float, alive: Callable[[], bool], path: str) -> float:
+    """Seconds until the server answered any HTTP response; raises NotReady with the reason."""
+    started = time.monotonic()
+    last_error = "no answer"
+    while time.monotonic() - started < timeout_s:
+        try:
+            with requests.get(url + path, timeout=1.0, stream=True):
+                return time.monotonic() - started
+        except requests.RequestException as exc:
+            last_error = type(exc).__name__
+        if not alive():
+            raise NotReady("the container exited")
+        time.sleep(0.1)
+    raise NotReady(f"no HTTP answer within {timeout_s:.0f} s ({last_error})")
+
+
+def run_probes(url: str, probes: tuple[Probe, ...], timeout_s: float, cap_bytes: int) -> list[ProbeResult]:
+    results = []
+    for probe in probes:
+        results.append(_one(url, probe, timeout_s, cap_bytes))
+        if not results[-1].passed:
+            break  # later probes depend on the earlier ones' effect on the counter
+    return results
+
+
+def _one(url: str, probe: Probe, timeout_s: float, cap_bytes: int) -> ProbeResult:
+    result = ProbeResult(probe.method, probe.path, None, None, False, probe.status, probe.json)
+    try:
+        with requests.request(probe.method, url + probe.path, timeout=timeout_s, stream=True) as r:
+            result.status = r.status_code
+            result.content_type = r.headers.get("Content-Type")
+            result.body = _read_capped(r, cap_bytes, timeout_s)
+    except requests.RequestException as exc:
+        result.error = f"{type(exc).__name__}: no answer"
+        return result
+    result.passed = result.status == probe.status and _json_matches(result.body, probe.json)
+    return result
+
+
+def _read_capped(r: requests.Response, cap_bytes: int, timeout_s: float) -> str:
+    # A server that streams forever must not hold the grader: stop at the cap or the deadline.
+    deadline = time.monotonic() + timeout_s
+    data = b""
+    for chunk in r.iter_content(chunk_size=4096):
+        data += chunk
+        if len(data) >= cap_bytes or time.monotonic() > deadline:
+            return data[:cap_bytes].decode(errors="replace") + " [...cut]"
+    return data.decode(errors="replace")
+
+
+def _json_matches(body: str | None, expected: object) -> bool:
+    if expected is None:
+        return True
+    try:
+        return json.loads(body or "") == expected
+    except ValueError:
+        return False
