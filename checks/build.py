@@ -1,7 +1,7 @@
 """Was the variant's Dockerfile found, parsed and built?"""
 
 from checks import Evidence, failed, passed, skipped, variant_check
-from checks.hints import build_hint
+from checks.hints import build_hint, failed_step
 
 
 @variant_check("found")
@@ -29,7 +29,7 @@ def built(v, a):
         return skipped("not_attempted")
     if b.succeeded:
         return passed("ok", seconds=round(b.seconds, 1))
-    evidence = [Evidence("log", b.log_tail)] if b.log_tail else []
+    evidence = [Evidence("log", failed_step(b.log_tail))] if b.log_tail else []
     hint = build_hint(b.log_tail, b.timed_out, v.parsed)
     if hint and hint.line:
         evidence.insert(0, Evidence("dockerfile", _line_text(v, hint.line), hint.line))

@@ -7,18 +7,17 @@ from dataclasses import dataclass
 
 from grader.dockerfile import ParsedDockerfile
 
-# (substring of the log, hint key); the first match wins, so the specific ones come first.
+# (pattern in the log, hint key); the first match wins, so the specific ones come first.
 LOG_HINTS: tuple[tuple[str, str], ...] = (
-    ("The requested command export does not exist", "poetry_export"),
-    ("Readme path", "readme_missing"),
-    ("README.md does not exist", "readme_missing"),
-    ("You must give at least one requirement", "empty_variable"),
-    ("pull access denied", "base_image"),
-    ("failed to resolve source metadata", "base_image"),
-    ("manifest unknown", "base_image"),
-    ("Temporary failure in name resolution", "network"),
-    ("git: not found", "git_clone"),
-    ("externally-managed-environment", "break_system_packages"),
+    (r"The requested command export does not exist", "poetry_export"),
+    (r"No such file or directory: '[^']*README[^']*'|Readme path .* does not exist", "readme_missing"),
+    (r"No such file or directory: '[^']*dist/constraints\.txt'", "dist_missing"),
+    (r"You must give at least one requirement", "empty_variable"),
+    (r"pull access denied|failed to resolve source metadata|manifest unknown"
+     r"|load metadata for [^\n]*\n#\d+ ERROR", "base_image"),
+    (r"Temporary failure in name resolution|Could not resolve host", "network"),
+    (r"git: not found", "git_clone"),
+    (r"externally-managed-environment", "break_system_packages"),
 )
 
 _ASSIGNED = re.compile(r"(?:^|[;&|]\s*|export\s+)([A-Za-z_]\w*)=")
@@ -34,8 +33,8 @@ class Hint:
 def build_hint(log_tail: str, timed_out: bool, parsed: ParsedDockerfile | None) -> Hint | None:
     if timed_out:
         return server_in_run(parsed)
-    for needle, key in LOG_HINTS:
-        if needle in log_tail:
+    for pattern, key in LOG_HINTS:
+        if re.search(pattern, log_tail):
             if key == "empty_variable":
                 return variable_across_runs(parsed) or Hint(key)
             return Hint(key)
@@ -54,12 +53,23 @@ def server_in_run(parsed: ParsedDockerfile | None) -> Hint | None:
 def variable_across_runs(parsed: ParsedDockerfile | None) -> Hint | None:
     """A shell variable set in one RUN and used in a later one: each RUN is a new shell."""
     for stage in parsed.stages if parsed else ():
-        assigned: dict[str, int] = {}
+        assigned: set[str] = set()
         for ins in stage.of("RUN"):
             text = " ".join(ins.args)
             local = set(_ASSIGNED.findall(text))
-            for name, line in assigned.items():
+            for name in assigned:
                 if name not in local and re.search(rf"\$\{{?{name}\b", text):
                     return Hint("empty_variable", ins.line, name)
-            assigned.update({name: ins.line for name in local})
+            assigned |= local
     return None
+
+
+def failed_step(log: str, max_lines: int = 20) -> str:
+    """The lines of the BuildKit step that failed (`#N ...` up to `#N ERROR`), else the log's end."""
+    lines = log.splitlines()
+    error = next((ln for ln in reversed(lines) if re.match(r"#\d+ ERROR", ln)), None)
+    if error is None:
+        return "\n".join(lines[-max_lines:])
+    step = error.split()[0] + " "
+    own = [ln for ln in lines if ln.startswith(step) and not re.match(r"#\d+ sha256:", ln)]
+    return "\n".join(own[-max_lines:])

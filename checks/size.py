@@ -1,6 +1,6 @@
 """The size comparison of the three images (the rubric's last half point)."""
 
-from checks import Evidence, failed, passed, global_check
+from checks import Evidence, failed, global_check, passed
 
 
 @global_check("size_comparison")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -26,13 +26,13 @@ app = typer.Typer(
 )
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     text = "text"
     json = "json"
     markdown = "markdown"
 
 
-class Lang(str, Enum):
+class Lang(StrEnum):
     ru = "ru"
     en = "en"
 
@@ -45,20 +45,21 @@ def _fail(exc: Exception, code: int) -> None:
 @app.command(epilog=EXIT_CODES)
 def check(
     path: Annotated[Path, typer.Argument(help="The student's repository: a directory or a git checkout.")],
-    reference: Annotated[Optional[Path], typer.Option(
+    reference: Annotated[Path | None, typer.Option(
         help="The course's counter-backend source, built with the student's Dockerfiles when the "
              "repository holds no pyproject.toml next to them (earlier edition).")] = None,
-    assignment: Annotated[Optional[Path], typer.Option(
+    assignment: Annotated[Path | None, typer.Option(
         help="Assignment file (rubric, file names, probes). Default: checks/assignments/counter_backend.toml.")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Report format.")] = Format.text,
-    lang: Annotated[Optional[Lang], typer.Option(help="Report language. Default: the assignment's (ru).")] = None,
-    build_timeout: Annotated[Optional[float], typer.Option(
+    lang: Annotated[Lang | None, typer.Option(help="Report language. Default: the assignment's (ru).")] = None,
+    build_timeout: Annotated[float | None, typer.Option(
         help="Seconds before a build is stopped (default 600, or GRADER_BUILD_TIMEOUT_S).")] = None,
-    docker_cli: Annotated[Optional[str], typer.Option(
-        help="docker CLI used for BuildKit builds. Default: detect (docker with buildx, else /usr/bin/docker).")] = None,
-    logs: Annotated[Optional[Path], typer.Option(help="Keep the full build logs in this directory.")] = None,
+    docker_cli: Annotated[str | None, typer.Option(
+        help="docker CLI used for BuildKit builds. "
+             "Default: detect (docker with buildx, else /usr/bin/docker).")] = None,
+    logs: Annotated[Path | None, typer.Option(help="Keep the full build logs in this directory.")] = None,
     keep_images: Annotated[bool, typer.Option(help="Keep the built images (tagged grader-<job>-<variant>).")] = False,
-    fail_under: Annotated[Optional[float], typer.Option(help="Exit with 5 when the score is below this.")] = None,
+    fail_under: Annotated[float | None, typer.Option(help="Exit with 5 when the score is below this.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
 ) -> None:
     """Grade a local repository: find, build, run and probe the three Dockerfile variants."""
@@ -85,7 +86,7 @@ def check(
         _fail(exc, exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("grader: interrupted; containers and images of this run were removed", err=True)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     report = report_mod.to_json(facts, scored, rubric, (lang.value if lang else rubric.language))
     render = {Format.text: report_mod.render_text, Format.json: report_mod.render_json,
               Format.markdown: report_mod.render_markdown}[fmt]
@@ -95,7 +96,7 @@ def check(
 
 
 @app.command()
-def doctor(docker_cli: Annotated[Optional[str], typer.Option(help="docker CLI to test.")] = None) -> None:
+def doctor(docker_cli: Annotated[str | None, typer.Option(help="docker CLI to test.")] = None) -> None:
     """Check that this machine can grade: engine, BuildKit CLI, base image."""
     from grader.engine import Engine
 

@@ -154,7 +154,7 @@ class Engine:
 
     # -- containers -----------------------------------------------------------------------
     @contextmanager
-    def container(self, image: str, name: str, job: str, port: int, env: dict[str, str]) -> Iterator["Running"]:
+    def container(self, image: str, name: str, job: str, port: int, env: dict[str, str]) -> Iterator[Running]:
         """A started container with the grader's limits; always removed on leaving."""
         s = self.settings
         self._remove_container(name)  # a stale one from an interrupted run

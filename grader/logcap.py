@@ -41,7 +41,7 @@ class CappedLog:
         self.file.close()
 
 
-def tail_text(path: Path, max_lines: int = 25, max_bytes: int = 8192) -> str:
+def tail_text(path: Path, max_lines: int = 80, max_bytes: int = 16384) -> str:
     """The last lines of a log file, decoded leniently."""
     with path.open("rb") as f:
         f.seek(0, 2)

@@ -1,0 +1,24 @@
+# The two commands of the README: `make demo` (set up, then grade the bundled reference)
+# and `make test` (set up, then run every test, Docker ones included).
+PY := .venv/bin/python
+GRADER := .venv/bin/grader
+
+.PHONY: setup demo test test-fast lint bench
+
+setup:
+	scripts/setup
+
+demo: setup
+	$(GRADER) check tests/fixtures/reference
+
+test: setup
+	.venv/bin/pytest
+
+test-fast:
+	.venv/bin/pytest -m "not docker"
+
+lint:
+	.venv/bin/ruff check grader checks tests scripts/bench
+
+bench: setup
+	$(PY) scripts/bench

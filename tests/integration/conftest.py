@@ -1,0 +1,35 @@
+"""Docker tests: a real engine, the course's base image, and a check that nothing is left behind."""
+
+from __future__ import annotations
+
+import pytest
+
+from grader.config import Settings
+from grader.engine import LABEL_JOB, Engine
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory) -> Settings:
+    # Short waits keep failing cases quick; builds keep the production timeout unless a test says.
+    return Settings(work_dir=tmp_path_factory.mktemp("work"), stop_timeout_s=3, ready_timeout_s=20)
+
+
+@pytest.fixture(scope="session")
+def engine(settings) -> Engine:
+    return Engine(settings)
+
+
+def leftovers(engine: Engine) -> list[str]:
+    """Containers and images carrying the grader's job label."""
+    flt = {"label": LABEL_JOB}
+    found = [f"container {c.name}" for c in engine.client.containers.list(all=True, filters=flt)]
+    found += [f"image {i.tags or i.id}" for i in engine.client.images.list(filters=flt)]
+    return found
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(engine):
+    yield
+    assert leftovers(engine) == []

@@ -1,0 +1,84 @@
+"""The `grader` command as a user runs it: exit codes, one-line errors, Ctrl-C cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from grader.engine import LABEL_JOB
+from tests.conftest import REFERENCE_REPO, REFERENCE_SOURCE
+
+pytestmark = pytest.mark.docker
+GRADER = [sys.executable, "-m", "grader.cli"]
+
+
+def grader(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*GRADER, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_check_prints_json_with_full_marks_for_the_reference():
+    result = grader("check", str(REFERENCE_REPO), "--format", "json", "-q")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["score"], report["max_score"]) == (5, 5)
+
+
+def test_text_report_shows_the_table_and_the_size_comparison_in_russian_by_default():
+    result = grader("check", str(REFERENCE_REPO), "-q")
+    assert result.returncode == 0, result.stderr
+    assert "Итого 5/5" in result.stdout
+    assert "Размеры образов" in result.stdout and "nonroot" in result.stdout
+
+
+def test_fail_under_turns_a_low_score_into_exit_5(tmp_path):
+    shutil.copy(REFERENCE_SOURCE / "Dockerfile.single", tmp_path / "Dockerfile.single")
+    result = grader("check", str(tmp_path), "--reference", str(REFERENCE_SOURCE), "--fail-under", "5", "-q")
+    assert result.returncode == 5
+    assert "1.5/5" in result.stdout
+
+
+def test_empty_repository_is_a_one_line_error_with_exit_1(tmp_path):
+    result = grader("check", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "no Dockerfile found" in result.stderr
+
+
+def test_unreachable_engine_is_exit_4_with_advice(tmp_path):
+    result = grader("check", str(REFERENCE_REPO), env={"DOCKER_HOST": f"unix://{tmp_path}/nope.sock"})
+    assert result.returncode == 4
+    assert "Docker engine is not reachable" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_reference_directory_is_a_usage_error(tmp_path):
+    result = grader("check", str(REFERENCE_REPO), "--reference", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert "--reference" in result.stderr
+
+
+def test_ctrl_c_during_a_run_removes_its_containers_and_images(engine):
+    proc = subprocess.Popen([*GRADER, "check", str(REFERENCE_REPO), "-q"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not engine.client.containers.list(filters={"label": LABEL_JOB}):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before a container was seen"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted" in err
+
+
+def test_help_documents_the_exit_codes():
+    result = grader("check", "--help")
+    assert result.returncode == 0
+    assert "Exit codes" in result.stdout and "130" in result.stdout

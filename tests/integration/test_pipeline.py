@@ -1,0 +1,101 @@
+"""End to end on the real engine: the reference gets full marks, each broken fixture its verdict."""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+from dataclasses import replace
+
+import pytest
+
+from grader import assignment as assignment_mod
+from grader.errors import GraderError, SubmissionError
+from grader.pipeline import grade
+from grader.report import to_json
+from tests.conftest import BROKEN, REFERENCE_REPO, REFERENCE_SOURCE
+
+pytestmark = pytest.mark.docker
+ASSIGNMENT = assignment_mod.load()
+
+
+def run(repo, settings, engine, **kw):
+    facts, scored = grade(repo, ASSIGNMENT, settings, engine, **kw)
+    return to_json(facts, scored, ASSIGNMENT, "en")
+
+
+def test_reference_solution_gets_full_marks_with_evidence(settings, engine):
+    report = run(REFERENCE_REPO, settings, engine)
+    assert report["score"] == report["max_score"] == 5
+    by_name = {v["name"]: v for v in report["variants"]}
+    assert by_name["single"]["runtime_uid"] == 0
+    assert by_name["nonroot"]["runtime_uid"] not in (0, None)
+    assert [v["stage_count"] for v in report["variants"]] == [1, 2, 2]
+    for v in report["variants"]:
+        assert v["built"] and v["image_size_bytes"] > 0
+        assert [p["status"] for p in v["probes"]] == [200, 201, 200]
+        assert v["stop_seconds"] < 3  # exec form: SIGTERM reaches the server
+        assert {c["status"] for c in v["checks"]} == {"pass"}
+    assert by_name["multistage"]["image_size_bytes"] < by_name["single"]["image_size_bytes"]
+
+
+def _broken_cases():
+    return sorted(p.name for p in BROKEN.iterdir() if (p / "expected.toml").is_file())
+
+
+@pytest.mark.parametrize("name", _broken_cases())
+def test_broken_submission_gets_its_stated_verdict(name, settings, engine):
+    expected = tomllib.loads((BROKEN / name / "expected.toml").read_text())
+    local = settings.model_copy(update={"build_timeout_s": float(expected.get("build_timeout", 600))})
+    report = run(BROKEN / name, local, engine, reference=REFERENCE_SOURCE)
+    by_name = {v["name"]: v for v in report["variants"]}
+    for variant, verdict in expected["variants"].items():
+        got = by_name[variant]
+        failed = sorted(c["id"] for c in got["checks"] if c["status"] == "fail")
+        warned = sorted(c["id"] for c in got["checks"] if c["status"] == "warn")
+        assert failed == sorted(verdict["failed"]), got["checks"]
+        assert warned == sorted(verdict.get("warned", []))
+        assert got["score"] == verdict["score"]
+        if "hint" in verdict:
+            built = next(c for c in got["checks"] if c["id"] == "built")
+            assert built["message"].count("Hint:") == 1, built["message"]
+            assert _hint_text(verdict["hint"]) in built["message"]
+
+
+def _hint_text(key: str) -> str:
+    from grader.messages import catalogue
+
+    return catalogue()["hints"][key]["en"].split("{")[0][:30]
+
+
+def test_free_named_dockerfiles_are_classified_by_content_and_built_on_the_reference(tmp_path, settings, engine):
+    for variant, name in [("single", "Dockerfile"), ("multistage", "multi.dockerfile"), ("nonroot", "Dockerfile.prod")]:
+        shutil.copy(REFERENCE_SOURCE / f"Dockerfile.{variant}", tmp_path / name)
+    report = run(tmp_path, settings, engine, reference=REFERENCE_SOURCE)
+    assert {v["name"]: v["dockerfile"] for v in report["variants"]} == {
+        "single": "Dockerfile", "multistage": "multi.dockerfile", "nonroot": "Dockerfile.prod"}
+    assert all(v["context"] == "reference" for v in report["variants"])
+    assert any("took Dockerfile.prod as nonroot" in n for n in report["notes"])
+    assert report["score"] == 5
+
+
+def test_unparsable_variant_is_a_verdict_and_the_others_are_still_graded(tmp_path, settings, engine):
+    shutil.copy(REFERENCE_SOURCE / "Dockerfile.single", tmp_path / "Dockerfile.single")
+    (tmp_path / "Dockerfile.multistage").write_text("FROM python:3.11.6-slim-bookworm\nRUN <<EOF\n")
+    report = run(tmp_path, settings, engine, reference=REFERENCE_SOURCE)
+    by_name = {v["name"]: v for v in report["variants"]}
+    parsed = next(c for c in by_name["multistage"]["checks"] if c["id"] == "parsed")
+    assert parsed["status"] == "fail" and "heredoc" in parsed["message"]
+    assert by_name["single"]["score"] == 1.5
+    assert by_name["nonroot"]["dockerfile"] is None
+
+
+def test_dockerfiles_without_source_and_without_reference_are_refused(tmp_path, settings, engine):
+    shutil.copy(REFERENCE_SOURCE / "Dockerfile.single", tmp_path / "Dockerfile.single")
+    with pytest.raises(SubmissionError, match="--reference"):
+        run(tmp_path, settings, engine)
+
+
+def test_missing_base_image_is_our_error_not_a_zero(tmp_path, settings, engine):
+    rubric = replace(ASSIGNMENT, base_image="grader-test/no-such-base:1")
+    with pytest.raises(GraderError, match="scripts/setup"):
+        grade(REFERENCE_REPO, rubric, settings, engine)
