@@ -36,7 +36,7 @@ def build_hint(log_tail: str, timed_out: bool, parsed: ParsedDockerfile | None) 
     for pattern, key in LOG_HINTS:
         if re.search(pattern, log_tail):
             if key == "empty_variable":
-                return variable_across_runs(parsed) or Hint(key)
+                return variable_across_runs(parsed) or Hint("no_requirement")
             return Hint(key)
     return variable_across_runs(parsed)
 

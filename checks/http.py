@@ -16,9 +16,14 @@ def http_contract(v, a):
                       code=r.exit_code, oom=r.oom_killed)
     for probe in r.probes:
         if not probe.passed:
-            observed = probe.error or f"{probe.status} {probe.body!r}"
+            observed = probe.error or f"{probe.status} {_short(probe.body)}"
             return failed("probe", (Evidence("observed", observed), *log),
                           method=probe.method, path=probe.path,
                           expected=f"{probe.expected_status} {probe.expected_json}",
                           observed=observed)
     return passed("ok", count=len(r.probes))
+
+
+def _short(body: str | None, limit: int = 200) -> str:
+    text = repr(body) if body is not None else "(no body)"
+    return text if len(text) <= limit else text[:limit] + "…"

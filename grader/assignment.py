@@ -72,7 +72,7 @@ def load(path: Path | None = None) -> Assignment:
         raise ConfigError(f"assignment file {path} is not valid TOML: {exc}") from exc
     try:
         return _build(data, path)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"assignment file {path}: missing or invalid field {exc}") from exc
 
 
@@ -81,10 +81,10 @@ def _build(data: dict, path: Path) -> Assignment:
 
     head = data["assignment"]
     variants = tuple(_variant(v) for v in data["variants"])
+    if len({v.name for v in variants}) != len(variants):
+        raise ValueError("variant names must be unique")
     for variant in variants:
-        unknown = set(variant.required + variant.advisory) - set(VARIANT_CHECKS)
-        if unknown:
-            raise ValueError(f"variant {variant.name}: unknown checks {sorted(unknown)}")
+        _validate_variant(variant, set(VARIANT_CHECKS))
     global_checks = tuple(GlobalCheck(g["id"], float(g["points"])) for g in data.get("global_checks", []))
     unknown = {g.id for g in global_checks} - set(GLOBAL_CHECKS)
     if unknown:
@@ -92,6 +92,7 @@ def _build(data: dict, path: Path) -> Assignment:
     language = head.get("language", "ru")
     if language not in LANGUAGES:
         raise ValueError(f"language {language!r}: use one of {LANGUAGES}")
+    _require_languages("assignment title", head["title"])
     reference = head.get("reference") or None
     return Assignment(
         id=head["id"],
@@ -105,6 +106,22 @@ def _build(data: dict, path: Path) -> Assignment:
         global_checks=global_checks,
         source=path,
     )
+
+
+def _require_languages(what: str, texts: dict) -> None:
+    missing = [lang for lang in LANGUAGES if not isinstance(texts.get(lang), str)]
+    if missing:
+        raise ValueError(f"{what} needs a text for {', '.join(missing)}")
+
+
+def _validate_variant(variant: VariantRubric, known: set[str]) -> None:
+    _require_languages(f"variant {variant.name} title", variant.title)
+    unknown = set(variant.required + variant.advisory) - known
+    if unknown:
+        raise ValueError(f"variant {variant.name}: unknown checks {sorted(unknown)}")
+    unlisted = set(variant.check_points) - set(variant.required + variant.advisory)
+    if unlisted:
+        raise ValueError(f"variant {variant.name}: check_points for checks it does not run {sorted(unlisted)}")
 
 
 def _variant(v: dict) -> VariantRubric:

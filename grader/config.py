@@ -9,6 +9,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GRADER_", env_file=".env", extra="ignore")
 
+    # Labels everything this grader creates, so cleanup never touches another grader's work
+    # on a shared engine (several workers, a student's local run, the tests).
+    instance: str = "default"
     docker_cli: str | None = None  # None: detect (docker with buildx, else a CLI with built-in BuildKit)
     work_dir: Path = Path("/tmp/grader")  # per-job workspaces and build logs live under it
     build_timeout_s: float = 600.0

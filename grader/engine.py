@@ -27,6 +27,7 @@ from grader.facts import BuildFacts, ImageFacts
 from grader.logcap import CappedLog, tail_text
 
 LABEL_JOB = "grader.job"
+LABEL_INSTANCE = "grader.instance"
 # Only what the docker CLI needs: the grader's own secrets never reach a build.
 CLI_ENV_KEYS = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
 
@@ -89,6 +90,9 @@ class Engine:
             ) from exc
         self.cli = detect_build_cli(settings.docker_cli)
 
+    def _labels(self, job: str) -> dict[str, str]:
+        return {LABEL_JOB: job, LABEL_INSTANCE: self.settings.instance}
+
     # -- images ---------------------------------------------------------------------------
     def has_image(self, ref: str) -> bool:
         try:
@@ -127,7 +131,8 @@ class Engine:
     def build(self, dockerfile: Path, context: Path, tag: str, log_path: Path, job: str) -> BuildFacts:
         """Builds with BuildKit, streaming a capped log to `log_path`; a timeout kills the build."""
         iidfile = log_path.with_suffix(".iid")
-        cmd = self.cli.command(dockerfile, context, tag, iidfile, {LABEL_JOB: job})
+        iidfile.unlink(missing_ok=True)  # a kept log directory must not lend an old image id
+        cmd = self.cli.command(dockerfile, context, tag, iidfile, self._labels(job))
         log = CappedLog(log_path, self.settings.log_cap_bytes)
         started = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -160,7 +165,7 @@ class Engine:
         self._remove_container(name)  # a stale one from an interrupted run
         try:
             c = self.client.containers.create(
-                image, name=name, detach=True, labels={LABEL_JOB: job}, environment=env,
+                image, name=name, detach=True, labels=self._labels(job), environment=env,
                 mem_limit=s.memory_bytes, memswap_limit=s.memory_bytes, pids_limit=s.pids_limit,
                 nano_cpus=int(s.cpus * 1e9), cap_drop=["ALL"], security_opt=["no-new-privileges"],
                 ports={f"{port}/tcp": ("127.0.0.1", None)},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 from typing import BinaryIO
 
@@ -15,8 +14,7 @@ class CappedLog:
         self.path = path
         self.head_left = cap_bytes // 2
         self.tail_cap = cap_bytes - cap_bytes // 2
-        self.tail: deque[bytes] = deque()
-        self.tail_size = 0
+        self.tail = bytearray()
         self.cut = 0
         self.file: BinaryIO = path.open("wb")
 
@@ -26,18 +24,16 @@ class CappedLog:
             self.file.write(head)
             self.head_left -= len(head)
         if chunk:
-            self.tail.append(chunk)
-            self.tail_size += len(chunk)
-            while self.tail_size - len(self.tail[0]) >= self.tail_cap:
-                dropped = self.tail.popleft()
-                self.tail_size -= len(dropped)
-                self.cut += len(dropped)
+            self.tail += chunk
+            excess = len(self.tail) - self.tail_cap
+            if excess > 0:
+                del self.tail[:excess]
+                self.cut += excess
 
     def close(self) -> None:
         if self.cut:
             self.file.write(f"\n[... {self.cut} bytes of log cut ...]\n".encode())
-        for chunk in self.tail:
-            self.file.write(chunk)
+        self.file.write(self.tail)
         self.file.close()
 
 

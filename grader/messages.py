@@ -29,8 +29,9 @@ def message(check_id: str, outcome: Outcome, lang: str) -> str:
     entry = catalogue().get(check_id, {}).get(outcome.reason) or catalogue()["common"].get(outcome.reason)
     if entry is None:
         return f"{check_id}: {outcome.reason}"
-    text = entry[lang].format_map(_Blank(outcome.params))
+    params = _Blank({k: v for k, v in outcome.params.items() if v is not None})
+    text = entry[lang].format_map(params)
     hint = outcome.params.get("hint")
     if hint:
-        text += f" {title('hints', lang)}: " + catalogue()["hints"][hint][lang].format_map(_Blank(outcome.params))
+        text += f" {title('hints', lang)}: " + catalogue()["hints"][hint][lang].format_map(params)
     return text

@@ -19,10 +19,12 @@ MARK = {"pass": "✓", "fail": "✗", "warn": "!", "skip": "–"}
 LABELS = {
     "ru": {"variant": "Вариант", "file": "Файл", "built": "Сборка", "size": "Размер", "layers": "Слоёв",
            "uid": "uid", "stop": "Остановка", "score": "Баллы", "total": "Итого", "sizes": "Размеры образов",
-           "check": "Проверка", "result": "Результат", "evidence": "Подробности", "yes": "да", "no": "нет"},
+           "check": "Проверка", "result": "Результат", "evidence": "Подробности", "yes": "да", "no": "нет",
+           "line": "строка"},
     "en": {"variant": "Variant", "file": "File", "built": "Built", "size": "Size", "layers": "Layers",
            "uid": "uid", "stop": "Stop", "score": "Score", "total": "Total", "sizes": "Image sizes",
-           "check": "Check", "result": "Result", "evidence": "Details", "yes": "yes", "no": "no"},
+           "check": "Check", "result": "Result", "evidence": "Details", "yes": "yes", "no": "no",
+           "line": "line"},
 }
 
 
@@ -112,19 +114,19 @@ def render_text(report: dict, width: int = 110) -> str:
     for v in report["variants"]:
         console.print(f"\n{v['name']} — {v['title']}: {_pts(v['score'])}/{_pts(v['max_score'])}")
         for c in v["checks"]:
-            _text_check(console, c)
+            _text_check(console, c, t)
     console.print(f"\n{t['sizes']}")
     console.print(_size_table(report, t))
     for c in report["checks"]:
-        _text_check(console, c)
+        _text_check(console, c, t)
     return out.getvalue()
 
 
-def _text_check(console: Console, c: dict) -> None:
+def _text_check(console: Console, c: dict, t: dict) -> None:
     console.print(f"  {MARK[c['status']]} {c['title']}: {c['message']}", highlight=False, markup=False)
     if c["status"] in ("fail", "warn"):
         for e in c["evidence"]:
-            prefix = f"line {e['line']}: " if e["line"] else ""
+            prefix = f"{t['line']} {e['line']}: " if e["line"] else ""
             for line in (prefix + e["text"]).splitlines():
                 console.print(f"      │ {line}", highlight=False, markup=False)
 
@@ -165,11 +167,12 @@ def _md_checks(checks: list[dict], t: dict) -> list[str]:
     for c in checks:
         lines.append(f"| {MARK[c['status']]} | {c['title']} | {_md_cell(c['message'])} |")
         if c["status"] in ("fail", "warn") and c["evidence"]:
-            body = "\n".join((f"line {e['line']}: " if e["line"] else "") + e["text"] for e in c["evidence"])
+            body = "\n".join((f"{t['line']} {e['line']}: " if e["line"] else "") + e["text"] for e in c["evidence"])
             details += ["", f"<details><summary>{MARK[c['status']]} {c['title']}: {t['evidence']}</summary>",
                         "", "```", body.replace("```", "ʼʼʼ"), "```", "</details>"]
     return lines + details
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    # Student-controlled text (probe bodies, paths) must not open HTML in the GitLab comment.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("\n", " ")

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from grader.config import Settings
-from grader.engine import LABEL_JOB, Engine
+from grader.engine import LABEL_INSTANCE, Engine
 
-pytestmark = pytest.mark.docker
+# Only what this test session created is checked: other graders may share the engine.
+INSTANCE = f"test-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory) -> Settings:
     # Short waits keep failing cases quick; builds keep the production timeout unless a test says.
-    return Settings(work_dir=tmp_path_factory.mktemp("work"), stop_timeout_s=3, ready_timeout_s=20)
+    return Settings(work_dir=tmp_path_factory.mktemp("work"), stop_timeout_s=3, ready_timeout_s=20,
+                    instance=INSTANCE)
 
 
 @pytest.fixture(scope="session")
@@ -22,8 +26,8 @@ def engine(settings) -> Engine:
 
 
 def leftovers(engine: Engine) -> list[str]:
-    """Containers and images carrying the grader's job label."""
-    flt = {"label": LABEL_JOB}
+    """Containers and images this test session's grader created and did not remove."""
+    flt = {"label": f"{LABEL_INSTANCE}={INSTANCE}"}
     found = [f"container {c.name}" for c in engine.client.containers.list(all=True, filters=flt)]
     found += [f"image {i.tags or i.id}" for i in engine.client.images.list(filters=flt)]
     return found

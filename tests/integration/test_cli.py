@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from grader.engine import LABEL_JOB
+from grader.engine import LABEL_INSTANCE
 from tests.conftest import REFERENCE_REPO, REFERENCE_SOURCE
+from tests.integration.conftest import INSTANCE
 
 pytestmark = pytest.mark.docker
 GRADER = [sys.executable, "-m", "grader.cli"]
@@ -21,7 +22,7 @@ GRADER = [sys.executable, "-m", "grader.cli"]
 
 def grader(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([*GRADER, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, "GRADER_INSTANCE": INSTANCE, **(env or {})})
 
 
 def test_check_prints_json_with_full_marks_for_the_reference():
@@ -67,9 +68,10 @@ def test_missing_reference_directory_is_a_usage_error(tmp_path):
 
 def test_ctrl_c_during_a_run_removes_its_containers_and_images(engine):
     proc = subprocess.Popen([*GRADER, "check", str(REFERENCE_REPO), "-q"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "GRADER_INSTANCE": INSTANCE})
+    mine = {"label": f"{LABEL_INSTANCE}={INSTANCE}"}
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not engine.client.containers.list(filters={"label": LABEL_JOB}):
+    while time.monotonic() < deadline and not engine.client.containers.list(filters=mine):
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before a container was seen"
     proc.send_signal(signal.SIGINT)

@@ -1,0 +1,164 @@
+"""Each check as a pure function of facts: the broken fixtures fail it, the reference passes it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from checks import GLOBAL_CHECKS, VARIANT_CHECKS
+from checks.hints import build_hint, failed_step
+from grader import assignment as assignment_mod
+from grader.dockerfile import parse_file, parse_text
+from grader.facts import BuildFacts, RuntimeFacts
+from tests.conftest import BROKEN
+from tests.unit.factories import passing_submission, passing_variant
+
+A = assignment_mod.load()
+
+
+def broken(name: str, variant: str, **changes):
+    filename = f"Dockerfile.{variant}"
+    parsed = parse_file(BROKEN / name / filename, filename)
+    return passing_variant(variant, A, parsed=parsed, **changes)
+
+
+def run(check_id: str, facts):
+    return VARIANT_CHECKS[check_id](facts, A)
+
+
+@pytest.mark.parametrize("variant", ["single", "multistage", "nonroot"])
+def test_reference_passes_every_check_its_variant_requires(variant):
+    rubric = A.variant(variant)
+    for check_id in rubric.required + rubric.advisory:
+        outcome = run(check_id, passing_variant(variant, A))
+        assert outcome.status == "pass", (check_id, outcome)
+
+
+@pytest.mark.parametrize("fixture, variant, check_id, reason, line", [
+    ("final_from_build", "multistage", "final_stage_isolated", "from_stage", 14),
+    ("final_from_build", "multistage", "copies_only_dist", "nothing", None),
+    ("copies_build_dir", "multistage", "copies_only_dist", "too_much", 16),
+    ("install_from_index", "multistage", "offline_install", "from_index", 17),
+    ("second_stage_commented", "multistage", "multi_stage", "one", None),
+    ("user_without_switch", "nonroot", "final_user_nonroot", "no_user", None),
+    ("user_root_again", "nonroot", "final_user_nonroot", "root", 23),
+    ("wrong_base_image", "single", "base_image", "wrong", 4),
+    ("git_clone", "single", "source_from_context", "fetched", 7),
+    ("shell_form_cmd", "single", "exec_form", "shell", 15),
+])
+def test_broken_fixture_fails_its_check_with_the_line(fixture, variant, check_id, reason, line):
+    outcome = run(check_id, broken(fixture, variant))
+    assert (outcome.status, outcome.reason) == ("fail", reason)
+    assert outcome.params.get("line") == line
+    if line:
+        assert any(e.line == line for e in outcome.evidence)
+
+
+def test_single_variant_with_two_stages_fails_single_stage():
+    outcome = run("single_stage", passing_variant("single", A, parsed=passing_variant("multistage", A).parsed))
+    assert (outcome.status, outcome.params["count"]) == ("fail", 2)
+
+
+def test_structure_checks_are_skipped_not_failed_without_a_parse():
+    facts = passing_variant("multistage", A, parsed=None, parse_error="x")
+    for check_id in ("base_image", "multi_stage", "copies_only_dist", "exec_form", "user_created"):
+        assert run(check_id, facts).status == "skip"
+
+
+def test_base_image_resolved_from_arg_passes():
+    parsed = parse_text("ARG BASE=python:3.11.6-slim-bookworm\nFROM ${BASE}\n", "Dockerfile.single")
+    assert run("base_image", passing_variant("single", A, parsed=parsed)).status == "pass"
+
+
+def test_docker_io_prefix_is_the_same_base_image():
+    parsed = parse_text("FROM docker.io/library/python:3.11.6-slim-bookworm\n", "Dockerfile.single")
+    assert run("base_image", passing_variant("single", A, parsed=parsed)).status == "pass"
+
+
+def test_copying_sources_from_the_context_into_the_final_stage_fails():
+    parsed = parse_text("FROM python:3.11.6-slim-bookworm AS build\nFROM python:3.11.6-slim-bookworm\n"
+                        "COPY --from=build /app/dist /app/dist\nCOPY src /app/src\n", "x")
+    outcome = run("copies_only_dist", passing_variant("multistage", A, parsed=parsed))
+    assert (outcome.status, outcome.reason, outcome.params["line"]) == ("fail", "from_context", 4)
+
+
+def test_process_running_as_root_fails_nonroot_even_with_a_user_in_the_file():
+    facts = passing_variant("nonroot", A, runtime=replace(passing_variant("nonroot", A).runtime, uid=0))
+    assert run("runtime_nonroot", facts).reason == "root"
+    assert run("final_user_nonroot", facts).status == "pass"  # the file alone looks right
+
+
+def test_image_config_user_root_fails_final_user_nonroot():
+    facts = passing_variant("nonroot", A, image=replace(passing_variant("nonroot", A).image, user="0:0"))
+    assert run("final_user_nonroot", facts).reason == "image_root"
+
+
+def test_single_variant_must_run_as_root():
+    facts = passing_variant("single", A, runtime=replace(passing_variant("single", A).runtime, uid=1000))
+    outcome = run("runs_as_root", facts)
+    assert (outcome.status, outcome.params["uid"]) == ("fail", 1000)
+
+
+def test_unknown_uid_fails_the_user_checks():
+    facts = passing_variant("multistage", A, runtime=replace(passing_variant("multistage", A).runtime, uid=None))
+    assert run("user_checked", facts).reason == "unknown"
+
+
+def test_http_contract_names_the_failing_probe():
+    runtime = passing_variant("single", A).runtime
+    probes = list(runtime.probes)
+    probes[1] = replace(probes[1], status=200, body='{"count": 0}', passed=False)
+    outcome = run("http_contract", passing_variant("single", A, runtime=replace(runtime, probes=probes)))
+    assert outcome.reason == "probe"
+    assert outcome.params["method"] == "POST" and "201" in outcome.params["expected"]
+
+
+def test_server_that_never_listens_is_not_ready_with_the_reason():
+    runtime = RuntimeFacts(started=True, ready=False, error="no HTTP answer within 30 s", log_tail="listening on 9000")
+    outcome = run("http_contract", passing_variant("single", A, runtime=runtime))
+    assert outcome.reason == "not_ready" and outcome.params["port"] == 8080
+    assert outcome.evidence[0].text == "listening on 9000"
+
+
+def test_build_timeout_with_server_in_run_points_at_the_line():
+    facts = broken("server_in_run", "single", build=BuildFacts(False, 60.0, timed_out=True, log_tail="#11 ..."))
+    outcome = run("built", facts)
+    assert (outcome.reason, outcome.params["hint"], outcome.params["line"]) == ("timeout", "server_in_run", 15)
+
+
+def test_empty_variable_hint_names_the_variable_and_the_line():
+    hint = build_hint("ERROR: You must give at least one requirement to install", False,
+                      parse_file(BROKEN / "variable_across_runs" / "Dockerfile.multistage", "x"))
+    assert (hint.key, hint.name, hint.line) == ("empty_variable", "packages", 18)
+
+
+@pytest.mark.parametrize("log, key", [
+    ("The requested command export does not exist.", "poetry_export"),
+    ("[Errno 2] No such file or directory: '/app/README.md'", "readme_missing"),
+    ("[Errno 2] No such file or directory: '/app/dist/constraints.txt'", "dist_missing"),
+    ("#3 [internal] load metadata for docker.io/library/python:3.12\n#3 ERROR: failed to do request", "base_image"),
+    ("/bin/sh: 1: git: not found", "git_clone"),
+])
+def test_build_log_messages_map_to_hints(log, key):
+    assert build_hint(log, False, None).key == key
+
+
+def test_unrecognised_failure_has_no_hint():
+    assert build_hint("something odd", False, parse_text("FROM x\nRUN a=1 && echo $a\n", "x")) is None
+
+
+def test_failed_step_excerpt_keeps_only_the_failing_step():
+    log = "#5 [2/3] RUN ok\n#5 DONE 0.1s\n#6 [3/3] RUN bad\n#6 sha256:abc\n#6 0.2 boom\n#6 ERROR: exit code: 1\n"
+    assert failed_step(log) == "#6 [3/3] RUN bad\n#6 0.2 boom\n#6 ERROR: exit code: 1"
+
+
+def test_size_comparison_needs_all_images_and_smaller_multistage():
+    facts = passing_submission(A)
+    assert GLOBAL_CHECKS["size_comparison"](facts, A).status == "pass"
+    bigger = replace(facts.variants["multistage"].image, size_bytes=10**10)
+    facts.variants["multistage"] = replace(facts.variants["multistage"], image=bigger)
+    outcome = GLOBAL_CHECKS["size_comparison"](facts, A)
+    assert (outcome.reason, outcome.params["names"]) == ("not_smaller", "multistage")
+    facts.variants["single"] = replace(facts.variants["single"], image=None)
+    assert GLOBAL_CHECKS["size_comparison"](facts, A).reason == "missing"

@@ -1,0 +1,274 @@
+"""grader.report: the JSON contract and its text and Markdown renderings, from hand-built facts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from grader import assignment as assignment_mod
+from grader.dockerfile import parse_file
+from grader.facts import BuildFacts
+from grader.report import render_json, render_markdown, render_text, to_json
+from grader.scoring import score
+from tests.unit.factories import REFERENCE, SIZES, passing_submission, passing_variant
+
+A = assignment_mod.load()
+BROKEN = REFERENCE.parents[1] / "broken"
+
+TOP_KEYS = {"score", "max_score", "variants", "checks"}
+VARIANT_KEYS = {"name", "dockerfile", "built", "build_seconds", "image_size_bytes", "stage_count",
+                "runtime_uid", "stop_seconds", "probes", "checks", "score", "max_score"}
+PROBE_KEYS = {"method", "path", "status", "body", "passed"}
+CHECK_KEYS = {"id", "status", "points", "max_points", "message"}
+STATUSES = {"pass", "fail", "warn", "skip"}
+
+
+def report_for(facts=None, lang: str = "en") -> dict:
+    facts = facts or passing_submission(A)
+    return to_json(facts, score(facts, A), A, lang)
+
+
+def nonroot_running_as_root():
+    nonroot = passing_variant("nonroot", A)
+    return passing_submission(A, nonroot=replace(nonroot, runtime=replace(nonroot.runtime, uid=0)))
+
+
+def single_with_shell_form_cmd():
+    path = BROKEN / "shell_form_cmd" / "Dockerfile.single"
+    return passing_submission(A, single=passing_variant(
+        "single", A, parsed=parse_file(path, "Dockerfile.single")))
+
+
+def multistage_build_failed():
+    failed_build = BuildFacts(succeeded=False, seconds=12.5, exit_code=1,
+                              log_tail="#9 [build 4/6] RUN poetry export\n#9 ERROR: exit code: 1")
+    return passing_submission(A, multistage=passing_variant(
+        "multistage", A, build=failed_build, image=None, runtime=None))
+
+
+def by_name(report: dict) -> dict[str, dict]:
+    return {v["name"]: v for v in report["variants"]}
+
+
+def check(variant: dict, check_id: str) -> dict:
+    return next(c for c in variant["checks"] if c["id"] == check_id)
+
+
+# -- JSON contract ----------------------------------------------------------------------------
+
+
+def test_json_has_the_contract_keys_at_the_top():
+    report = report_for()
+
+    assert TOP_KEYS <= set(report)
+    assert isinstance(report["variants"], list) and isinstance(report["checks"], list)
+
+
+def test_json_variants_have_the_contract_keys_in_the_rubric_order():
+    report = report_for()
+
+    assert [v["name"] for v in report["variants"]] == ["single", "multistage", "nonroot"]
+    for v in report["variants"]:
+        assert VARIANT_KEYS <= set(v), v["name"]
+
+
+def test_json_probes_and_checks_have_the_contract_keys():
+    report = report_for()
+    all_checks = report["checks"] + [c for v in report["variants"] for c in v["checks"]]
+
+    for v in report["variants"]:
+        assert len(v["probes"]) == 3
+        assert all(set(p) >= PROBE_KEYS for p in v["probes"])
+    assert all(set(c) >= CHECK_KEYS for c in all_checks)
+    assert {c["status"] for c in all_checks} <= STATUSES
+
+
+def test_json_round_trips_through_render_json():
+    report = report_for(nonroot_running_as_root(), "ru")
+
+    text = render_json(report)
+
+    assert json.loads(text) == report
+    assert "Процесс" in text  # not \u-escaped: the Russian stays readable
+
+
+def test_passing_facts_score_5_of_5():
+    report = report_for()
+
+    assert (report["score"], report["max_score"]) == (5.0, 5.0)
+    assert [(v["score"], v["max_score"]) for v in report["variants"]] == [(1.5, 1.5)] * 3
+    assert [(c["id"], c["status"], c["points"], c["max_points"]) for c in report["checks"]] == [
+        ("size_comparison", "pass", 0.5, 0.5)]
+
+
+def test_passing_facts_report_what_was_observed():
+    v = by_name(report_for())
+
+    assert v["single"]["dockerfile"] == "Dockerfile.single"
+    assert v["single"]["built"] is True
+    assert v["single"]["build_seconds"] == 37.25
+    assert v["single"]["image_size_bytes"] == SIZES["single"]
+    assert [v[n]["stage_count"] for n in ("single", "multistage", "nonroot")] == [1, 2, 2]
+    assert [v[n]["runtime_uid"] for n in ("single", "multistage", "nonroot")] == [0, 0, 999]
+    assert v["nonroot"]["stop_seconds"] == 0.31
+    assert v["nonroot"]["probes"][1] == {"method": "POST", "path": "/api/counter", "status": 201,
+                                         "body": '{"count": 1}', "passed": True}
+    assert all(c["status"] == "pass" for x in v.values() for c in x["checks"])
+
+
+def test_nonroot_running_as_root_fails_that_variant_only():
+    report = report_for(nonroot_running_as_root())
+    v = by_name(report)
+
+    assert report["score"] == 3.5
+    assert (v["nonroot"]["score"], v["single"]["score"], v["multistage"]["score"]) == (0.0, 1.5, 1.5)
+    failed = check(v["nonroot"], "runtime_nonroot")
+    assert (failed["status"], failed["required"]) == ("fail", True)
+    assert "uid 0" in failed["message"]
+    assert [e["kind"] for e in failed["evidence"]] == ["observed", "command"]
+
+
+def test_advisory_failure_is_a_warning_and_keeps_the_points():
+    v = by_name(report_for(single_with_shell_form_cmd()))
+
+    warned = check(v["single"], "exec_form")
+    assert (warned["status"], warned["required"]) == ("warn", False)
+    assert "0.3 s" in warned["message"]  # the stop time the engine observed
+    assert v["single"]["score"] == 1.5
+
+
+def test_failed_build_reports_no_image_and_no_runtime():
+    report = report_for(multistage_build_failed())
+    v = by_name(report)["multistage"]
+
+    assert (v["built"], v["build_seconds"]) == (False, 12.5)
+    assert (v["image_size_bytes"], v["runtime_uid"], v["stop_seconds"], v["probes"]) == (None, None, None, [])
+    assert check(v, "built")["status"] == "fail"
+    assert check(v, "http_contract")["status"] == "skip"
+    assert v["score"] == 0.0
+    assert report["checks"][0]["status"] == "fail"  # no image: sizes cannot be compared
+    assert report["score"] == 3.0
+
+
+# -- languages --------------------------------------------------------------------------------
+
+
+def test_language_changes_titles_and_messages():
+    en, ru = report_for(lang="en"), report_for(lang="ru")
+    en_check, ru_check = check(by_name(en)["single"], "runs_as_root"), check(by_name(ru)["single"], "runs_as_root")
+
+    assert (en["language"], ru["language"]) == ("en", "ru")
+    assert by_name(en)["single"]["title"] == "Single-stage build"
+    assert by_name(ru)["single"]["title"] == "Одноэтапная сборка"
+    assert en_check["title"] == "Process runs as root"
+    assert ru_check["title"] == "Процесс работает от root"
+    assert en_check["message"].startswith("As this variant requires")
+    assert ru_check["message"].startswith("Как и требуется")
+
+
+def test_language_does_not_change_the_score():
+    facts = nonroot_running_as_root()
+    en, ru = report_for(facts, "en"), report_for(facts, "ru")
+
+    assert (en["score"], [v["score"] for v in en["variants"]]) == (ru["score"], [v["score"] for v in ru["variants"]])
+
+
+# -- Markdown ---------------------------------------------------------------------------------
+
+
+def test_markdown_has_the_total_and_a_table_row_per_variant():
+    md = render_markdown(report_for())
+
+    assert md.startswith("## counter-backend: **5/5**")
+    assert "| Variant | File | Built | Size | uid | Score |" in md
+    assert "| single | `Dockerfile.single` | yes | 412 MB | 0 | 1.5/1.5 |" in md
+    assert "| multistage | `Dockerfile.multistage` | yes | 171 MB | 0 | 1.5/1.5 |" in md
+    assert "| nonroot | `Dockerfile.nonroot` | yes | 172 MB | 999 | 1.5/1.5 |" in md
+
+
+def test_markdown_marks_passed_checks_and_has_no_details_when_all_pass():
+    md = render_markdown(report_for())
+
+    assert "| ✓ | Process does not run as root | The process runs with uid 999, not root. |" in md
+    assert "✗" not in md
+    assert "<details>" not in md
+
+
+def test_markdown_shows_a_failed_check_with_its_evidence_in_details():
+    md = render_markdown(report_for(nonroot_running_as_root()))
+
+    assert "## counter-backend: **3.5/5**" in md
+    assert "| nonroot | `Dockerfile.nonroot` | yes | 172 MB | 0 | 0/1.5 |" in md
+    assert "| ✗ | Process does not run as root |" in md
+    details = md[md.index("<details>"):md.index("</details>")]
+    assert "Process does not run as root" in details
+    assert "uid=0 (root)" in details
+    assert md.count("<details>") == md.count("</details>") == 1
+
+
+def test_markdown_shows_a_warning_with_the_dockerfile_line():
+    md = render_markdown(report_for(single_with_shell_form_cmd()))
+
+    assert "| ! | ENTRYPOINT/CMD in exec form |" in md
+    assert "line 15: CMD python -m counter_backend" in md
+
+
+def test_markdown_escapes_pipes_in_messages():
+    facts = passing_submission(A)
+    facts.variants["single"].runtime.probes[0].passed = False
+    facts.variants["single"].runtime.probes[0].body = "a|b"
+
+    md = render_markdown(report_for(facts))
+
+    row = next(line for line in md.splitlines() if line.startswith("| ✗ | HTTP API answers |"))
+    assert "a\\|b" in row
+
+
+def test_markdown_in_russian():
+    md = render_markdown(report_for(lang="ru"))
+
+    assert "| Вариант | Файл | Сборка | Размер | uid | Баллы |" in md
+    assert "### Одноэтапная сборка (single): 1.5/1.5" in md
+
+
+# -- text -------------------------------------------------------------------------------------
+
+
+def test_text_has_the_total_and_the_size_table():
+    text = render_text(report_for())
+    lines = text.splitlines()
+
+    assert lines[0] == "counter-backend: Total 5/5"
+    sizes = text[text.index("Image sizes"):]
+    for name, mb in (("single", "412 MB"), ("multistage", "171 MB"), ("nonroot", "172 MB")):
+        row = next(line for line in sizes.splitlines() if f" {name} " in line)
+        assert mb in row and "11" in row
+
+
+def test_text_lists_each_variant_with_its_checks():
+    text = render_text(report_for(nonroot_running_as_root()))
+
+    assert "counter-backend: Total 3.5/5" in text
+    assert "nonroot — Multi-stage build without root: 0/1.5" in text
+    assert "✗ Process does not run as root: The process in the container runs as root (uid 0)." in text
+    assert "│ uid=0 (root)" in text  # the evidence of a failed check
+    assert "✓ Image size comparison" in text
+
+
+def test_text_says_no_for_a_build_that_failed():
+    text = render_text(report_for(multistage_build_failed()))
+
+    row = next(line for line in text.splitlines() if " multistage " in line and "Dockerfile" in line)
+    assert " no " in row
+    assert "✗ Image builds: The build failed (exit code 1)." in text
+
+
+@pytest.mark.parametrize(("lang", "total", "sizes"), [("en", "Total", "Image sizes"),
+                                                      ("ru", "Итого", "Размеры образов")])
+def test_text_labels_follow_the_language(lang, total, sizes):
+    text = render_text(report_for(lang=lang))
+
+    assert text.splitlines()[0] == f"counter-backend: {total} 5/5"
+    assert sizes in text
