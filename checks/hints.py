@@ -14,7 +14,8 @@ LOG_HINTS: tuple[tuple[str, str], ...] = (
     (r"No such file or directory: '[^']*dist/constraints\.txt'", "dist_missing"),
     (r"You must give at least one requirement", "empty_variable"),
     (r"pull access denied|failed to resolve source metadata|manifest unknown"
-     r"|load metadata for [^\n]*\n#\d+ ERROR", "base_image"),
+     r"|failed to create LLB definition|load metadata for [^\n]*\n(?:#\d+ sha256:[^\n]*\n)?#\d+ ERROR",
+     "base_image"),
     (r"Temporary failure in name resolution|Could not resolve host", "network"),
     (r"git: not found", "git_clone"),
     (r"externally-managed-environment", "break_system_packages"),

@@ -57,12 +57,12 @@ def detect_build_cli(configured: str | None) -> BuildCli:
         if not (shutil.which(cli) or Path(cli).is_file()):
             tried.append(f"{cli}: not found")
             continue
-        if _quiet([cli, "buildx", "version"]).returncode == 0:
-            return BuildCli(cli, "buildx")
         version = _quiet([cli, "version", "--format", "{{.Client.Version}}"]).stdout.strip()
         major = version.split(".", 1)[0]
         if major.isdigit() and int(major) < 23:
             return BuildCli(cli, "builtin")
+        if _quiet([cli, "buildx", "version"]).returncode == 0:
+            return BuildCli(cli, "buildx")
         tried.append(f"{cli}: client {version or '?'} without the buildx plugin")
     raise EngineUnavailable(
         "no docker CLI that can build with BuildKit (" + "; ".join(tried) + "). "
@@ -128,8 +128,9 @@ class Engine:
             raise GraderError(f"cannot remove image {ref}: {_short(exc)}") from exc
 
     # -- builds ---------------------------------------------------------------------------
-    def build(self, dockerfile: Path, context: Path, tag: str, log_path: Path, job: str) -> BuildFacts:
-        """Builds with BuildKit, streaming a capped log to `log_path`; a timeout kills the build."""
+    def build(self, dockerfile: Path, context: Path, tag: str, log_path: Path, job: str,
+              timeout_s: float) -> BuildFacts:
+        """Builds with BuildKit, streaming a capped log to `log_path`; the timeout kills the build."""
         iidfile = log_path.with_suffix(".iid")
         iidfile.unlink(missing_ok=True)  # a kept log directory must not lend an old image id
         cmd = self.cli.command(dockerfile, context, tag, iidfile, self._labels(job))
@@ -139,16 +140,18 @@ class Engine:
                                 stdin=subprocess.DEVNULL, env=self.cli.env(), start_new_session=True)
         reader = threading.Thread(target=_pump, args=(proc.stdout, log), daemon=True)
         reader.start()
-        timed_out = False
         try:
-            proc.wait(timeout=self.settings.build_timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            # The reader ends when the client closes its output, i.e. exits: joining it waits
+            # without Popen.wait's polling sleeps, which add up to 50 ms to every build.
+            reader.join(timeout=timeout_s)
+            timed_out = reader.is_alive()
         finally:
-            # Killing the client cancels the BuildKit build (its RUN processes go within seconds).
-            if proc.poll() is None:
+            # Timeout or Ctrl-C: killing the client cancels the BuildKit build (its RUN processes
+            # go within seconds).
+            if reader.is_alive() or proc.poll() is None:
                 _kill_group(proc)
             reader.join(timeout=10)
+            proc.wait(timeout=30)
             log.close()
         seconds = time.monotonic() - started
         image_id = iidfile.read_text().strip() if iidfile.is_file() else None

@@ -2,14 +2,18 @@
 
 It never touches Docker directly (that is `engine`), and always leaves the engine as it
 found it: containers removed, the job's images removed unless asked to keep them.
+Builds run one after another (later variants reuse the cache of earlier ones); each built
+image is run and probed in a worker thread while the next variant builds.
 """
 
 from __future__ import annotations
 
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.assignment import Assignment
@@ -31,6 +35,11 @@ class Job:
     id: str
     repo: Path
     log_dir: Path
+    assignment: Assignment
+    settings: Settings
+    engine: Engine
+    progress: Progress
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
 
 def grade(repo: Path, assignment: Assignment, settings: Settings, engine: Engine,
@@ -45,15 +54,12 @@ def grade(repo: Path, assignment: Assignment, settings: Settings, engine: Engine
     for note in found.notes:
         progress(note)
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
-        job = Job(uuid.uuid4().hex[:12], repo.resolve(), log_dir or Path(tmp))
+        job = Job(uuid.uuid4().hex[:12], repo.resolve(), log_dir or Path(tmp), assignment, settings, engine,
+                  progress)
         job.log_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            variants = {name: _variant(job, a, assignment, settings, engine, progress)
-                        for name, a in found.variants.items()}
-            facts = SubmissionFacts(job.repo, variants, found.notes)
-            return facts, score(facts, assignment)
-        finally:
-            _cleanup(job, engine, settings)
+        variants = _gather(job, found.variants)
+        facts = SubmissionFacts(job.repo, variants, found.notes)
+        return facts, score(facts, assignment)
 
 
 def _require_contexts(assigned, reference: Path | None) -> None:
@@ -67,52 +73,78 @@ def _require_contexts(assigned, reference: Path | None) -> None:
             )
 
 
-def _variant(job: Job, a: Assigned, assignment: Assignment, settings: Settings,
-             engine: Engine, progress: Progress) -> VariantFacts:
+def _gather(job: Job, assigned: dict[str, Assigned]) -> dict[str, VariantFacts]:
+    pool = ThreadPoolExecutor(max_workers=max(1, len(assigned)), thread_name_prefix=f"run-{job.id}")
+    runs: dict[str, Future[RuntimeFacts]] = {}
+    try:
+        variants = {}
+        for name, a in assigned.items():
+            variants[name] = _build(job, a)
+            if variants[name].image is not None:
+                runs[name] = pool.submit(_run, job, _tag(job, name), name)
+        for name, future in runs.items():
+            variants[name].runtime = future.result()
+        return variants
+    finally:
+        # On an error or Ctrl-C the workers see `cancelled`, stop waiting and remove their
+        # containers; whatever is left is removed by label.
+        job.cancelled.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        job.engine.remove_job(job.id, images=not job.settings.keep_images)
+
+
+def _tag(job: Job, variant: str) -> str:
+    return f"grader-{job.id}-{variant}"
+
+
+def _build(job: Job, a: Assigned) -> VariantFacts:
     c = a.candidate
     facts = VariantFacts(a.variant, c.rel if c else None, a.found_by, a.context_is_reference)
     if c is None:
-        progress(f"{a.variant}: no Dockerfile")
+        job.progress(f"{a.variant}: no Dockerfile")
         return facts
     facts.parsed, facts.parse_error = c.parsed, c.parse_error
     if c.parsed is None:
-        progress(f"{a.variant}: {c.rel} cannot be parsed")
+        job.progress(f"{a.variant}: {c.rel} cannot be parsed")
         return facts
-    tag = f"grader-{job.id}-{a.variant}"
-    progress(f"{a.variant}: building {c.rel}")
-    facts.build = engine.build(c.path, a.context, tag, job.log_dir / f"{a.variant}.build.log", job.id)
+    job.progress(f"{a.variant}: building {c.rel}")
+    facts.build = job.engine.build(c.path, a.context, _tag(job, a.variant), job.log_dir / f"{a.variant}.build.log",
+                                   job.id, job.settings.build_timeout_s)
     if not facts.build.succeeded:
-        progress(f"{a.variant}: build failed after {facts.build.seconds:.0f} s")
+        job.progress(f"{a.variant}: build failed after {facts.build.seconds:.0f} s")
         return facts
-    facts.image = engine.inspect_image(tag)
-    progress(f"{a.variant}: built in {facts.build.seconds:.1f} s, running it")
-    facts.runtime = _run(job, tag, a.variant, assignment, settings, engine)
+    facts.image = job.engine.inspect_image(_tag(job, a.variant))
+    job.progress(f"{a.variant}: built in {facts.build.seconds:.1f} s, running it")
     return facts
 
 
-def _run(job: Job, tag: str, variant: str, assignment: Assignment,
-         settings: Settings, engine: Engine) -> RuntimeFacts:
-    port = assignment.app_port
+def _run(job: Job, tag: str, variant: str) -> RuntimeFacts:
+    if job.cancelled.is_set():
+        return RuntimeFacts(started=False, error="grading was cancelled")
     try:
-        with engine.container(tag, f"{tag}-run", job.id, port, {}) as running:
+        with job.engine.container(tag, f"{tag}-run", job.id, job.assignment.app_port, {}) as running:
             facts = RuntimeFacts(started=True)
-            _observe(running, facts, assignment, settings)
+            _observe(job, running, facts)
+            job.progress(f"{variant}: probed, uid {facts.uid}")
             return facts
     except ContainerFailed as exc:
         return RuntimeFacts(started=False, error=str(exc))
 
 
-def _observe(running: Running, facts: RuntimeFacts, assignment: Assignment, settings: Settings) -> None:
-    first = assignment.probes[0].path if assignment.probes else "/"
+def _observe(job: Job, running: Running, facts: RuntimeFacts) -> None:
+    settings, probes = job.settings, job.assignment.probes
+    first = probes[0].path if probes else "/"
     try:
         url = running.url()
-        facts.ready_seconds = wait_ready(url, settings.ready_timeout_s, running.is_running, first)
+        alive = lambda: not job.cancelled.is_set() and running.is_running()  # noqa: E731
+        facts.ready_seconds = wait_ready(url, settings.ready_timeout_s, alive, first)
         facts.ready = True
     except (NotReady, ContainerFailed) as exc:
         facts.error = str(exc)
     if facts.ready:
-        facts.probes = run_probes(url, assignment.probes, settings.probe_timeout_s,
-                                  settings.response_cap_bytes)
+        facts.probes = run_probes(url, probes, settings.probe_timeout_s, settings.response_cap_bytes)
+    if job.cancelled.is_set():
+        return  # leaving the container's context removes it; nothing more to observe
     if running.is_running():
         facts.uid = running.process_uid()
         facts.stop_seconds = running.stop(settings.stop_timeout_s)
@@ -120,7 +152,3 @@ def _observe(running: Running, facts: RuntimeFacts, assignment: Assignment, sett
     state = running.state()
     facts.exit_code = state.get("ExitCode")
     facts.oom_killed = bool(state.get("OOMKilled"))
-
-
-def _cleanup(job: Job, engine: Engine, settings: Settings) -> None:
-    engine.remove_job(job.id, images=not settings.keep_images)

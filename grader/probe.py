@@ -28,7 +28,7 @@ def wait_ready(url: str, timeout_s: float, alive: Callable[[], bool], path: str)
             last_error = type(exc).__name__
         if not alive():
             raise NotReady("the container exited")
-        time.sleep(0.1)
+        time.sleep(0.02)  # a server is usually up within 0.3 s; a coarse poll adds its step to every run
     raise NotReady(f"no HTTP answer within {timeout_s:.0f} s ({last_error})")
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 import grader
 from grader.assignment import Assignment
 from grader.facts import SubmissionFacts
 from grader.messages import message, title
 from grader.scoring import CheckResult, Scored, VariantScore
+
+if TYPE_CHECKING:  # rich is imported only when a text report is rendered: JSON runs start faster
+    from rich.console import Console
+    from rich.table import Table
 
 SCHEMA = "grader.report/1"
 MARK = {"pass": "✓", "fail": "✗", "warn": "!", "skip": "–"}
@@ -52,6 +54,7 @@ def _variant_json(v: VariantScore, assignment: Assignment, lang: str) -> dict:
         "context": "reference" if f.context_is_reference else "submission",
         "built": bool(f.build and f.build.succeeded),
         "build_seconds": round(f.build.seconds, 2) if f.build else None,
+        "image_id": f.image.image_id if f.image else None,
         "image_size_bytes": f.image.size_bytes if f.image else None,
         "layer_count": f.image.layer_count if f.image else None,
         "stage_count": len(f.parsed.stages) if f.parsed else None,
@@ -98,6 +101,9 @@ def _secs(x: float | None) -> str:
 
 
 def render_text(report: dict, width: int = 110) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
     lang = report["language"]
     t = LABELS[lang]
     out = io.StringIO()
@@ -132,6 +138,8 @@ def _text_check(console: Console, c: dict, t: dict) -> None:
 
 
 def _size_table(report: dict, t: dict) -> Table:
+    from rich.table import Table
+
     table = Table(t["variant"], t["size"], t["layers"])
     for v in report["variants"]:
         table.add_row(v["name"], _mb(v["image_size_bytes"]), str(v["layer_count"] or "—"))

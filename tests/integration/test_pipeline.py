@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import time
 import tomllib
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +101,25 @@ def test_missing_base_image_is_our_error_not_a_zero(tmp_path, settings, engine):
     rubric = replace(ASSIGNMENT, base_image="grader-test/no-such-base:1")
     with pytest.raises(GraderError, match="scripts/setup"):
         grade(REFERENCE_REPO, rubric, settings, engine)
+
+
+def _server_processes() -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"-m\0counter_backend" in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_build_timeout_really_stops_the_build(settings, engine):
+    short = settings.model_copy(update={"build_timeout_s": 20.0})
+    report = run(BROKEN / "server_in_run", short, engine, reference=REFERENCE_SOURCE)
+    single = report["variants"][0]
+    assert not single["built"] and single["build_seconds"] < 30
+    deadline = time.monotonic() + 15
+    while _server_processes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _server_processes() == [], "the RUN step's server outlived the cancelled build"

@@ -139,6 +139,8 @@ def test_empty_variable_hint_names_the_variable_and_the_line():
     ("[Errno 2] No such file or directory: '/app/dist/constraints.txt'", "dist_missing"),
     ("#3 [internal] load metadata for docker.io/library/python:3.12\n#3 ERROR: failed to do request", "base_image"),
     ("/bin/sh: 1: git: not found", "git_clone"),
+    ("#3 [internal] load metadata for docker.io/library/python:3.12-slim\n#3 sha256:282c\n"
+     "#3 ERROR: failed to do request: Head ...: no such host", "base_image"),
 ])
 def test_build_log_messages_map_to_hints(log, key):
     assert build_hint(log, False, None).key == key
