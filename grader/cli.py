@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -17,7 +18,7 @@ from grader.errors import ConfigError, GraderError, SubmissionError
 EXIT_CODES = """Exit codes: 0 graded (whatever the score; see --fail-under), 1 the submission cannot be
 graded as given (no Dockerfiles, unparsable, no source), 2 bad options or assignment file,
 3 grader error (e.g. base image missing), 4 Docker engine or BuildKit CLI unavailable,
-5 score below --fail-under, 130 interrupted (everything started is removed)."""
+5 score below --fail-under, 130 interrupted by Ctrl-C or SIGTERM (everything started is removed)."""
 
 app = typer.Typer(
     help="Autograder for the course's Docker homework (counter-backend in three Dockerfile variants).",
@@ -40,6 +41,10 @@ class Lang(StrEnum):
 def _fail(exc: Exception, code: int) -> None:
     typer.echo(f"grader: {exc}", err=True)
     raise typer.Exit(code)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command(epilog=EXIT_CODES)
@@ -73,6 +78,7 @@ def check(
         settings.docker_cli = docker_cli
     settings.keep_images = keep_images or settings.keep_images
     progress = (lambda _m: None) if quiet else (lambda m: typer.echo(f"· {m}", err=True))
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` cleans up like Ctrl-C does
     try:
         rubric = assignment_mod.load(assignment)
         if reference is not None and not reference.is_dir():

@@ -66,18 +66,21 @@ def test_missing_reference_directory_is_a_usage_error(tmp_path):
     assert "--reference" in result.stderr
 
 
-def test_ctrl_c_during_a_run_removes_its_containers_and_images(engine):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_during_a_run_removes_its_containers_images_and_temp_dirs(engine, signum, tmp_path):
+    env = {**os.environ, "GRADER_INSTANCE": INSTANCE, "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen([*GRADER, "check", str(REFERENCE_REPO), "-q"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "GRADER_INSTANCE": INSTANCE})
+                            stderr=subprocess.PIPE, text=True, env=env)
     mine = {"label": f"{LABEL_INSTANCE}={INSTANCE}"}
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not engine.client.containers.list(filters=mine):
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before a container was seen"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "interrupted" in err
+    assert list(tmp_path.iterdir()) == []  # the job's workspace went too
 
 
 def test_help_documents_the_exit_codes():
