@@ -1,6 +1,6 @@
 """The check registry: every requirement is a named, pure function of facts.
 
-A check returns an `Outcome`; its message is looked up in `messages.toml` by check id and
+A check returns an `Outcome`; its message is looked up in `messages/*.toml` by check id and
 reason, in the assignment's language. A check that raises is a grader bug, not a verdict.
 """
 

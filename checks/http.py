@@ -12,6 +12,10 @@ def http_contract(v, a):
     if not r.started:
         return failed("not_started", log, error=r.error or "")
     if not r.ready:
+        if r.listening_ports:
+            ports = ", ".join(map(str, r.listening_ports))
+            return failed("wrong_port", (Evidence("observed", f"listening: {ports}"), *log),
+                          port=a.app_port, ports=ports)
         return failed("not_ready", log, port=a.app_port, error=r.error or "",
                       code=r.exit_code, oom=r.oom_killed)
     for probe in r.probes:
@@ -22,6 +26,22 @@ def http_contract(v, a):
                           expected=f"{probe.expected_status} {probe.expected_json}",
                           observed=observed)
     return passed("ok", count=len(r.probes))
+
+
+@variant_check("port_honoured")
+def port_honoured(v, a):
+    """The server listens where its environment says (PORT), so it can run anywhere."""
+    r = v.port_runtime
+    if not a.port_env or not a.alt_port:
+        return skipped("not_configured")
+    if r is None:
+        return skipped("not_run")
+    command = Evidence("command", f"docker run --rm -e {a.port_env}={a.alt_port} -p {a.alt_port}:{a.alt_port} IMAGE")
+    if r.ready and r.probes and r.probes[0].passed:
+        return passed("ok", var=a.port_env, port=a.alt_port)
+    ports = ", ".join(map(str, r.listening_ports)) or "?"
+    return failed("ignored", (Evidence("observed", f"listening: {ports}"), command),
+                  var=a.port_env, port=a.alt_port, ports=ports)
 
 
 def _short(body: str | None, limit: int = 200) -> str:

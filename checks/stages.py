@@ -121,3 +121,22 @@ def offline_install(p: ParsedDockerfile, a):
         if "--no-index" not in " ".join(ins.args):
             return failed("from_index", (_at(ins),), line=ins.line)
     return passed("ok", evidence=tuple(_at(i) for i in installs))
+
+
+@variant_check("final_image_clean")
+def final_image_clean(v, a):
+    """What the final image really holds: no Poetry, no project sources or build files."""
+    if v.parsed is not None and len(v.parsed.stages) < 2:
+        return skipped("one_stage")
+    c = v.contents
+    if c is None:
+        return skipped("not_run")
+    if c.error:
+        return failed("unknown", error=c.error)
+    command = Evidence("command", "docker run --rm --entrypoint sh IMAGE -c 'command -v poetry; ls /app'")
+    found = c.poetry + c.sources
+    if found:
+        listing = Evidence("observed", "\n".join(found[:20]))
+        return failed("leftovers", (listing, command), poetry=", ".join(c.poetry[:3]) or "—",
+                      sources=", ".join(c.sources[:3]) or "—")
+    return passed("ok")

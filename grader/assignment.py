@@ -48,6 +48,8 @@ class Assignment:
     language: str
     base_image: str
     app_port: int
+    port_env: str | None  # the variable that moves the server to another port ...
+    alt_port: int | None  # ... and the port a second run sets it to (None: not checked)
     reference: Path | None
     probes: tuple[Probe, ...]
     variants: tuple[VariantRubric, ...]
@@ -100,6 +102,8 @@ def _build(data: dict, path: Path) -> Assignment:
         language=language,
         base_image=head["base_image"],
         app_port=int(head.get("app_port", 8080)),
+        port_env=head.get("port_env") or None,
+        alt_port=int(head["alt_port"]) if head.get("alt_port") else None,
         reference=(path.parent / reference).resolve() if reference else None,
         probes=tuple(Probe(p["method"].upper(), p["path"], int(p["status"]), p.get("json")) for p in data["probes"]),
         variants=variants,

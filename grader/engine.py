@@ -23,11 +23,21 @@ import requests
 
 from grader.config import Settings
 from grader.errors import EngineUnavailable, GraderError
-from grader.facts import BuildFacts, ImageFacts
+from grader.facts import BuildFacts, ContentsFacts, ContextFacts, ImageFacts
 from grader.logcap import CappedLog, tail_text
 
 LABEL_JOB = "grader.job"
 LABEL_INSTANCE = "grader.instance"
+# Top-level entries that never belong in a build context: .dockerignore should keep them out.
+UNWANTED_IN_CONTEXT = {".git", ".venv", "venv", "dist", "__pycache__", ".pytest_cache", ".mypy_cache", "node_modules"}
+CONTEXT_FILE_LIMIT = 100_000
+# Looks, inside the running image, for what a clean final stage must not carry. `timeout` and
+# `head` bound the work whatever the image holds; site-packages hits are installed code, not sources.
+CONTENTS_SCRIPT = (
+    "timeout 10 find / -xdev \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o "
+    "\\( -name poetry -o -name 'poetry-[0-9]*.dist-info' -o -name pyproject.toml -o -name poetry.lock "
+    "-o -path '*/src/counter_backend' \\) -print 2>/dev/null | head -n 100"
+)
 # Only what the docker CLI needs: the grader's own secrets never reach a build.
 CLI_ENV_KEYS = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
 
@@ -105,7 +115,8 @@ class Engine:
 
     def inspect_image(self, ref: str) -> ImageFacts:
         try:
-            attrs = self.client.images.get(ref).attrs
+            image = self.client.images.get(ref)
+            attrs, history = image.attrs, image.history()
         except docker.errors.DockerException as exc:
             raise GraderError(f"built image {ref} cannot be inspected: {_short(exc)}") from exc
         config = attrs.get("Config") or {}
@@ -117,6 +128,8 @@ class Engine:
             entrypoint=config.get("Entrypoint"),
             cmd=config.get("Cmd"),
             exposed_ports=sorted((config.get("ExposedPorts") or {}).keys()),
+            env=list(config.get("Env") or []),
+            history=[h.get("CreatedBy") or "" for h in reversed(history)],
         )
 
     def remove_image(self, ref: str) -> None:
@@ -233,18 +246,32 @@ class Running:
     def is_running(self) -> bool:
         return bool(self.state().get("Running"))
 
+    def _exec(self, cmd: list[str]) -> tuple[int, bytes]:
+        try:
+            code, out = self.c.exec_run(cmd, demux=False)
+            return code, out or b""
+        except docker.errors.APIError:
+            return 1, b""
+
     def process_uid(self) -> int | None:
         """The real uid of PID 1 in the container, read from its own /proc."""
-        try:
-            code, out = self.c.exec_run(["cat", "/proc/1/status"], demux=False)
-        except docker.errors.APIError:
-            code, out = 1, b""
+        code, out = self._exec(["cat", "/proc/1/status"])
         if code != 0:
             out = _host_proc_status(self.state().get("Pid"))
         for line in out.decode(errors="replace").splitlines():
             if line.startswith("Uid:"):
                 return int(line.split()[1])
         return None
+
+    def contents(self) -> ContentsFacts:
+        code, out = self._exec(["sh", "-c", CONTENTS_SCRIPT])
+        if code != 0 and not out:
+            return ContentsFacts(error="the image could not be searched (no sh/find in it)")
+        return classify_contents(out.decode(errors="replace").splitlines())
+
+    def listening_ports(self) -> list[int]:
+        code, out = self._exec(["cat", "/proc/net/tcp", "/proc/net/tcp6"])
+        return listening_ports(out.decode(errors="replace")) if out else []
 
     def stop(self, timeout: float) -> float:
         started = time.monotonic()
@@ -256,6 +283,56 @@ class Running:
             return self.c.logs(tail=lines).decode(errors="replace")[-8192:]
         except docker.errors.APIError:
             return ""
+
+
+def context_facts(context: Path, dockerfile: Path) -> ContextFacts:
+    """What `docker build` sends: the context after .dockerignore, as the engine applies it."""
+    ignore = context / ".dockerignore"
+    patterns = _read_patterns(ignore)
+    try:
+        rel_dockerfile = dockerfile.resolve().relative_to(context.resolve()).as_posix()
+    except ValueError:
+        rel_dockerfile = "Dockerfile"
+    count = size = 0
+    top: set[str] = set()
+    for rel in docker.utils.build.exclude_paths(str(context), patterns, rel_dockerfile):
+        path = context / rel
+        top.add(rel.split("/", 1)[0])
+        if path.is_file() and not path.is_symlink():
+            count += 1
+            size += path.stat().st_size
+            if count > CONTEXT_FILE_LIMIT:
+                break
+    return ContextFacts(ignore.is_file(), count, size, sorted(top & UNWANTED_IN_CONTEXT))
+
+
+def _read_patterns(ignore: Path) -> list[str]:
+    try:
+        lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def classify_contents(paths: list[str]) -> ContentsFacts:
+    facts = ContentsFacts()
+    for path in paths:
+        name = path.rsplit("/", 1)[-1]
+        if name == "poetry" or name.startswith("poetry-"):
+            facts.poetry.append(path)
+        elif "-packages/" not in path:
+            facts.sources.append(path)
+    return facts
+
+
+def listening_ports(proc_net_tcp: str) -> list[int]:
+    """Ports in state LISTEN (0A) in /proc/net/tcp{,6} text."""
+    ports = set()
+    for line in proc_net_tcp.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == "0A" and ":" in fields[1]:
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return sorted(ports)
 
 
 def _host_proc_status(pid: int | None) -> bytes:

@@ -28,6 +28,36 @@ class ImageFacts:
     entrypoint: list[str] | None
     cmd: list[str] | None
     exposed_ports: list[str]
+    # Config Env as NAME=value. Values may be secrets: checks report names, never values.
+    env: list[str] = field(default_factory=list)
+    history: list[str] = field(default_factory=list)  # each layer's "created by", oldest first
+
+
+@dataclass
+class ContentsFacts:
+    """What the final image holds that a clean multi-stage image should not (paths found)."""
+
+    poetry: list[str] = field(default_factory=list)  # poetry executables or packages
+    sources: list[str] = field(default_factory=list)  # project sources outside site-packages
+    error: str | None = None  # why the listing could not be taken
+
+
+@dataclass
+class ContextFacts:
+    """The build context as the engine receives it, after .dockerignore."""
+
+    dockerignore: bool  # a .dockerignore exists at the context root
+    file_count: int
+    size_bytes: int
+    unwanted: list[str] = field(default_factory=list)  # e.g. .git, .venv, dist sent anyway
+
+
+@dataclass
+class LintFinding:
+    code: str  # e.g. DL3013
+    level: str  # error | warning | info | style
+    line: int
+    message: str
 
 
 @dataclass
@@ -53,6 +83,7 @@ class RuntimeFacts:
     stop_seconds: float | None = None
     exit_code: int | None = None
     oom_killed: bool = False
+    listening_ports: list[int] = field(default_factory=list)  # from /proc/net/tcp when not ready
     log_tail: str = ""
     error: str | None = None  # why it could not be started or probed, in plain words
 
@@ -65,9 +96,13 @@ class VariantFacts:
     context_is_reference: bool = False
     parse_error: str | None = None
     parsed: ParsedDockerfile | None = None
+    context: ContextFacts | None = None
+    lint: list[LintFinding] | None = None  # None: hadolint did not run
     build: BuildFacts | None = None
     image: ImageFacts | None = None
     runtime: RuntimeFacts | None = None
+    contents: ContentsFacts | None = None
+    port_runtime: RuntimeFacts | None = None  # a second run with PORT set to another port
 
 
 @dataclass

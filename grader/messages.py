@@ -1,4 +1,4 @@
-"""The message catalogue (checks/messages.toml): every student-facing sentence in ru and en."""
+"""The message catalogue (checks/messages/*.toml): every student-facing sentence in ru and en."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from checks import Outcome
 
-CATALOGUE = Path(__file__).resolve().parent.parent / "checks" / "messages.toml"
+CATALOGUE = Path(__file__).resolve().parent.parent / "checks" / "messages"
 
 
 class _Blank(dict):
@@ -18,7 +18,14 @@ class _Blank(dict):
 
 @lru_cache(maxsize=1)
 def catalogue() -> dict:
-    return tomllib.loads(CATALOGUE.read_text(encoding="utf-8"))
+    """All files merged; one file per check module keeps each module's wording next to its peers."""
+    merged: dict = {}
+    for path in sorted(CATALOGUE.glob("*.toml")):
+        for key, entry in tomllib.loads(path.read_text(encoding="utf-8")).items():
+            if key in merged:
+                raise ValueError(f"{path.name}: [{key}] is already defined in another messages file")
+            merged[key] = entry
+    return merged
 
 
 def title(check_id: str, lang: str) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from grader.assignment import Assignment
 from grader.config import Settings
 from grader.discovery import Assigned, discover
-from grader.engine import ContainerFailed, Engine, Running
+from grader.engine import ContainerFailed, Engine, Running, context_facts
 from grader.errors import GraderError, SubmissionError
 from grader.facts import RuntimeFacts, SubmissionFacts, VariantFacts
 from grader.probe import NotReady, run_probes, wait_ready
@@ -75,15 +75,15 @@ def _require_contexts(assigned, reference: Path | None) -> None:
 
 def _gather(job: Job, assigned: dict[str, Assigned]) -> dict[str, VariantFacts]:
     pool = ThreadPoolExecutor(max_workers=max(1, len(assigned)), thread_name_prefix=f"run-{job.id}")
-    runs: dict[str, Future[RuntimeFacts]] = {}
+    runs: dict[str, Future[None]] = {}
     try:
         variants = {}
         for name, a in assigned.items():
             variants[name] = _build(job, a)
             if variants[name].image is not None:
-                runs[name] = pool.submit(_run, job, _tag(job, name), name)
-        for name, future in runs.items():
-            variants[name].runtime = future.result()
+                runs[name] = pool.submit(_run_all, job, variants[name])
+        for future in runs.values():
+            future.result()  # each worker fills in its own variant's facts
         return variants
     finally:
         # On an error or Ctrl-C the workers see `cancelled`, stop waiting and remove their
@@ -107,6 +107,7 @@ def _build(job: Job, a: Assigned) -> VariantFacts:
     if c.parsed is None:
         job.progress(f"{a.variant}: {c.rel} cannot be parsed")
         return facts
+    facts.context = context_facts(a.context, c.path)
     job.progress(f"{a.variant}: building {c.rel}")
     facts.build = job.engine.build(c.path, a.context, _tag(job, a.variant), job.log_dir / f"{a.variant}.build.log",
                                    job.id, job.settings.build_timeout_s)
@@ -118,36 +119,73 @@ def _build(job: Job, a: Assigned) -> VariantFacts:
     return facts
 
 
-def _run(job: Job, tag: str, variant: str) -> RuntimeFacts:
+def _run_all(job: Job, v: VariantFacts) -> None:
+    """The main run (probes, uid, contents, stop), then a run on another port when the first answered."""
+    tag, a = _tag(job, v.name), job.assignment
+    v.runtime = _run(job, tag, "run", a.app_port, {}, lambda r, f: _observe(job, r, f, v))
+    job.progress(f"{v.name}: probed, uid {v.runtime.uid}")
+    if v.runtime.ready and a.port_env and a.alt_port:
+        # The image already proved it starts: a server on the wrong port should not cost 30 s.
+        patience = min(job.settings.ready_timeout_s, max(5.0, 3 * (v.runtime.ready_seconds or 0)))
+        v.port_runtime = _run(job, tag, "port", a.alt_port, {a.port_env: str(a.alt_port)},
+                              lambda r, f: _observe_port(job, r, f, patience))
+
+
+def _run(job: Job, tag: str, suffix: str, port: int, env: dict[str, str], observe) -> RuntimeFacts:
     if job.cancelled.is_set():
         return RuntimeFacts(started=False, error="grading was cancelled")
     try:
-        with job.engine.container(tag, f"{tag}-run", job.id, job.assignment.app_port, {}) as running:
+        with job.engine.container(tag, f"{tag}-{suffix}", job.id, port, env) as running:
             facts = RuntimeFacts(started=True)
-            _observe(job, running, facts)
-            job.progress(f"{variant}: probed, uid {facts.uid}")
+            observe(running, facts)
             return facts
     except ContainerFailed as exc:
         return RuntimeFacts(started=False, error=str(exc))
 
 
-def _observe(job: Job, running: Running, facts: RuntimeFacts) -> None:
-    settings, probes = job.settings, job.assignment.probes
-    first = probes[0].path if probes else "/"
+def _wait(job: Job, running: Running, facts: RuntimeFacts, timeout_s: float | None = None) -> str | None:
+    """The container's URL once it answers HTTP; None (with the reason in facts) otherwise."""
+    probes = job.assignment.probes
     try:
         url = running.url()
         alive = lambda: not job.cancelled.is_set() and running.is_running()  # noqa: E731
-        facts.ready_seconds = wait_ready(url, settings.ready_timeout_s, alive, first)
+        facts.ready_seconds = wait_ready(url, timeout_s or job.settings.ready_timeout_s, alive,
+                                         probes[0].path if probes else "/")
         facts.ready = True
+        return url
     except (NotReady, ContainerFailed) as exc:
         facts.error = str(exc)
-    if facts.ready:
-        facts.probes = run_probes(url, probes, settings.probe_timeout_s, settings.response_cap_bytes)
+        return None
+
+
+def _observe(job: Job, running: Running, facts: RuntimeFacts, v: VariantFacts) -> None:
+    settings = job.settings
+    url = _wait(job, running, facts)
+    if url:
+        facts.probes = run_probes(url, job.assignment.probes, settings.probe_timeout_s, settings.response_cap_bytes)
     if job.cancelled.is_set():
         return  # leaving the container's context removes it; nothing more to observe
     if running.is_running():
         facts.uid = running.process_uid()
+        if not facts.ready:
+            facts.listening_ports = running.listening_ports()
+        v.contents = running.contents()
         facts.stop_seconds = running.stop(settings.stop_timeout_s)
+    _record_exit(running, facts)
+
+
+def _observe_port(job: Job, running: Running, facts: RuntimeFacts, patience_s: float) -> None:
+    """Only: does the server answer on the port the environment asked for?"""
+    url = _wait(job, running, facts, patience_s)
+    if url and job.assignment.probes:
+        facts.probes = run_probes(url, job.assignment.probes[:1], job.settings.probe_timeout_s,
+                                  job.settings.response_cap_bytes)
+    if not facts.ready and running.is_running() and not job.cancelled.is_set():
+        facts.listening_ports = running.listening_ports()
+    _record_exit(running, facts)
+
+
+def _record_exit(running: Running, facts: RuntimeFacts) -> None:
     facts.log_tail = running.logs_tail()
     state = running.state()
     facts.exit_code = state.get("ExitCode")

@@ -57,6 +57,8 @@ def test_broken_submission_gets_its_stated_verdict(name, settings, engine):
         assert failed == sorted(verdict["failed"]), got["checks"]
         assert warned == sorted(verdict.get("warned", []))
         assert got["score"] == verdict["score"]
+        if "message" in verdict:  # a word the failing check's message must contain
+            assert any(verdict["message"] in c["message"] for c in got["checks"] if c["status"] == "fail")
         if "hint" in verdict:
             built = next(c for c in got["checks"] if c["id"] == "built")
             assert built["message"].count("Hint:") == 1, built["message"]

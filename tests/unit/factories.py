@@ -14,6 +14,8 @@ from grader.assignment import Assignment
 from grader.dockerfile import parse_file
 from grader.facts import (
     BuildFacts,
+    ContentsFacts,
+    ContextFacts,
     ImageFacts,
     ProbeResult,
     RuntimeFacts,
@@ -61,6 +63,10 @@ def passing_variant(name: str, assignment: Assignment, **changes: object) -> Var
                          entrypoint=["python", "-m", "counter_backend"], cmd=None,
                          exposed_ports=["8080/tcp"]),
         runtime=passing_runtime(assignment, UIDS[name]),
+        context=ContextFacts(dockerignore=True, file_count=9, size_bytes=129_000),
+        contents=ContentsFacts(),  # a clean final image: no poetry, no sources
+        port_runtime=RuntimeFacts(started=True, ready=True, ready_seconds=0.4,
+                                  probes=passing_probes(assignment)[:1], uid=UIDS[name]),
     )
     return replace(facts, **changes)
 

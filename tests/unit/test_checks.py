@@ -10,7 +10,7 @@ from checks import GLOBAL_CHECKS, VARIANT_CHECKS
 from checks.hints import build_hint, failed_step
 from grader import assignment as assignment_mod
 from grader.dockerfile import parse_file, parse_text
-from grader.facts import BuildFacts, RuntimeFacts
+from grader.facts import BuildFacts, ContentsFacts, RuntimeFacts
 from tests.conftest import BROKEN
 from tests.unit.factories import passing_submission, passing_variant
 
@@ -164,3 +164,30 @@ def test_size_comparison_needs_all_images_and_smaller_multistage():
     assert (outcome.reason, outcome.params["names"]) == ("not_smaller", "multistage")
     facts.variants["single"] = replace(facts.variants["single"], image=None)
     assert GLOBAL_CHECKS["size_comparison"](facts, A).reason == "missing"
+
+
+def test_poetry_left_in_the_final_image_fails_final_image_clean():
+    contents = ContentsFacts(poetry=["/usr/local/bin/poetry"], sources=["/app/src/counter_backend"])
+    outcome = run("final_image_clean", passing_variant("multistage", A, contents=contents))
+    assert (outcome.status, outcome.reason) == ("fail", "leftovers")
+    assert "/usr/local/bin/poetry" in outcome.params["poetry"]
+    assert "/app/src/counter_backend" in outcome.evidence[0].text
+
+
+def test_final_image_clean_is_skipped_for_one_stage_and_without_a_listing():
+    assert run("final_image_clean", passing_variant("single", A)).reason == "one_stage"
+    assert run("final_image_clean", passing_variant("multistage", A, contents=None)).reason == "not_run"
+
+
+def test_server_listening_elsewhere_is_named_in_the_http_verdict():
+    runtime = RuntimeFacts(started=True, ready=False, error="no HTTP answer", listening_ports=[8000])
+    outcome = run("http_contract", passing_variant("single", A, runtime=runtime))
+    assert (outcome.reason, outcome.params["ports"]) == ("wrong_port", "8000")
+
+
+def test_server_ignoring_port_from_the_environment_fails_port_honoured():
+    ignored = RuntimeFacts(started=True, ready=False, listening_ports=[8080])
+    outcome = run("port_honoured", passing_variant("single", A, port_runtime=ignored))
+    assert (outcome.status, outcome.params["ports"], outcome.params["port"]) == ("fail", "8080", 9090)
+    assert run("port_honoured", passing_variant("single", A)).status == "pass"
+    assert run("port_honoured", passing_variant("single", A, port_runtime=None)).status == "skip"

@@ -1,4 +1,4 @@
-"""The message catalogue (checks/messages.toml) against the checks and hints that use it."""
+"""The message catalogue (checks/messages/*.toml) against the checks and hints that use it."""
 
 from __future__ import annotations
 

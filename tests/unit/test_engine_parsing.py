@@ -1,0 +1,57 @@
+"""The engine's pure helpers: reading /proc/net/tcp and sorting an image listing."""
+
+from grader.engine import classify_contents, context_facts, listening_ports
+
+PROC_NET_TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000   100        0 1 1
+   1: 0100007F:1F90 0100007F:A2C4 01 00000000:00000000 00:00000000 00000000   100        0 2 1
+   2: 00000000:2382 00000000:0000 0A 00000000:00000000 00:00000000 00000000   100        0 3 1
+"""
+
+
+def test_only_listening_sockets_count_as_ports():
+    assert listening_ports(PROC_NET_TCP) == [8000, 9090]  # 1F90 is an established connection
+
+
+def test_garbage_proc_text_gives_no_ports():
+    assert listening_ports("nonsense\n1 2\n") == []
+
+
+def test_listing_separates_poetry_from_sources_and_ignores_installed_packages():
+    facts = classify_contents([
+        "/usr/local/bin/poetry",
+        "/usr/local/lib/python3.11/dist-packages/poetry-1.8.5.dist-info",
+        "/app/src/counter_backend",
+        "/app/pyproject.toml",
+        "/usr/lib/python3/dist-packages/somepkg/pyproject.toml",
+    ])
+    assert facts.poetry == ["/usr/local/bin/poetry", "/usr/local/lib/python3.11/dist-packages/poetry-1.8.5.dist-info"]
+    assert facts.sources == ["/app/src/counter_backend", "/app/pyproject.toml"]
+
+
+def _project(root):
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "app.py").write_text("print(1)\n")
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (root / ".venv" / "bin").mkdir(parents=True)
+    (root / ".venv" / "bin" / "python").write_text("#!")
+    (root / "Dockerfile.single").write_text("FROM x\n")
+    return root
+
+
+def test_context_without_dockerignore_sends_git_and_venv(tmp_path):
+    root = _project(tmp_path)
+    facts = context_facts(root, root / "Dockerfile.single")
+    assert not facts.dockerignore
+    assert facts.unwanted == [".git", ".venv"]
+    assert facts.file_count == 4
+
+
+def test_dockerignore_keeps_them_out_but_the_dockerfile_is_always_sent(tmp_path):
+    root = _project(tmp_path)
+    (root / ".dockerignore").write_text("# comment\n.git\n.venv\nDockerfile.*\n")
+    facts = context_facts(root, root / "Dockerfile.single")
+    assert facts.dockerignore and facts.unwanted == []
+    assert facts.file_count == 3  # src/app.py, .dockerignore, Dockerfile.single
