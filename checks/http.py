@@ -20,7 +20,7 @@ def http_contract(v, a):
                       code=r.exit_code, oom=r.oom_killed)
     for probe in r.probes:
         if not probe.passed:
-            observed = probe.error or f"{probe.status} {_short(probe.body)}"
+            observed = probe.error or f"{probe.status} {_short(probe.body)} ({probe.content_type or 'no Content-Type'})"
             return failed("probe", (Evidence("observed", observed), *log),
                           method=probe.method, path=probe.path,
                           expected=f"{probe.expected_status} {probe.expected_json}",

@@ -51,7 +51,8 @@ def _one(url: str, probe: Probe, timeout_s: float, cap_bytes: int) -> ProbeResul
     except requests.RequestException as exc:
         result.error = f"{type(exc).__name__}: no answer"
         return result
-    result.passed = result.status == probe.status and _json_matches(result.body, probe.json)
+    json_typed = probe.json is None or (result.content_type or "").split(";")[0].strip() == "application/json"
+    result.passed = result.status == probe.status and json_typed and _json_matches(result.body, probe.json)
     return result
 
 

@@ -54,6 +54,13 @@ class WrongPostStatusHandler(CounterHandler):
     post_status = 200
 
 
+class JsonAsTextHandler(_Quiet):
+    """The right JSON body, announced as text/plain."""
+
+    def do_GET(self) -> None:
+        self.reply(200, b'{"count": 0}', "text/plain; charset=utf-8")
+
+
 class PlainTextHandler(_Quiet):
     def do_GET(self) -> None:
         self.reply(200, b"count: 0", "text/plain")
@@ -234,6 +241,14 @@ def test_non_json_body_fails_even_with_the_right_status():
     assert result.content_type == "text/plain"
     assert not result.passed
     assert result.error is None
+
+
+def test_json_body_without_a_json_content_type_fails():
+    with http_server(JsonAsTextHandler) as server:
+        [result] = run_probes(server.url, PROBES[:1], 2.0, CAP)
+
+    assert json.loads(result.body) == {"count": 0}
+    assert not result.passed
 
 
 def test_json_with_the_wrong_value_fails():
