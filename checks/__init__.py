@@ -69,4 +69,4 @@ def global_check(check_id: str) -> Callable[[VariantCheck], VariantCheck]:
 
 
 # Importing the modules fills the registries.
-from checks import build, entrypoint, http, size, stages, user  # noqa: E402,F401
+from checks import build, entrypoint, http, hygiene, lint, secrets, size, stages, user  # noqa: E402,F401

@@ -65,6 +65,11 @@ def check(
     logs: Annotated[Path | None, typer.Option(help="Keep the full build logs in this directory.")] = None,
     keep_images: Annotated[bool, typer.Option(help="Keep the built images (tagged grader-<job>-<variant>).")] = False,
     fail_under: Annotated[float | None, typer.Option(help="Exit with 5 when the score is below this.")] = None,
+    isolation: Annotated[bool | None, typer.Option(
+        "--isolation/--no-isolation",
+        help="Run containers on an internal network that cannot reach this host (needs root and iptables; "
+             "default on, GRADER_ISOLATE_NETWORK). Off: port 8080 is published on 127.0.0.1, e.g. for a "
+             "student's own machine.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
 ) -> None:
     """Grade a local repository: find, build, run and probe the three Dockerfile variants."""
@@ -77,6 +82,8 @@ def check(
     if docker_cli is not None:
         settings.docker_cli = docker_cli
     settings.keep_images = keep_images or settings.keep_images
+    if isolation is not None:
+        settings.isolate_network = isolation
     progress = (lambda _m: None) if quiet else (lambda m: typer.echo(f"· {m}", err=True))
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` cleans up like Ctrl-C does
     try:

@@ -60,6 +60,7 @@ class ParsedDockerfile:
     path: str  # repo-relative, for messages
     stages: list[Stage]
     global_args: dict[str, str]
+    preamble: list[Instruction] = field(default_factory=list)  # the ARGs before the first FROM
 
     @property
     def final(self) -> Stage:
@@ -139,6 +140,7 @@ def _instruction(command: buildkit_parser.Command) -> Instruction:
 
 def _split_stages(instructions: list[Instruction], display_path: str) -> ParsedDockerfile:
     global_args: dict[str, str] = {}
+    preamble: list[Instruction] = []
     stages: list[Stage] = []
     for ins in instructions:
         if ins.cmd == "FROM":
@@ -146,6 +148,7 @@ def _split_stages(instructions: list[Instruction], display_path: str) -> ParsedD
         elif not stages:
             if ins.cmd == "ARG":
                 global_args.update(_arg_defaults(ins))
+                preamble.append(ins)
             else:
                 raise SubmissionError(
                     f"{display_path}:{ins.line}: '{ins.cmd}' before the first FROM "
@@ -155,7 +158,7 @@ def _split_stages(instructions: list[Instruction], display_path: str) -> ParsedD
             stages[-1].instructions.append(ins)
     if not stages:
         raise SubmissionError(f"{display_path}: no FROM instruction: this is not a Dockerfile")
-    return ParsedDockerfile(path=display_path, stages=stages, global_args=global_args)
+    return ParsedDockerfile(path=display_path, stages=stages, global_args=global_args, preamble=preamble)
 
 
 def _new_stage(

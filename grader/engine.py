@@ -142,12 +142,12 @@ class Engine:
 
     # -- builds ---------------------------------------------------------------------------
     def build(self, dockerfile: Path, context: Path, tag: str, log_path: Path, job: str,
-              timeout_s: float) -> BuildFacts:
+              timeout_s: float, log_cap_bytes: int) -> BuildFacts:
         """Builds with BuildKit, streaming a capped log to `log_path`; the timeout kills the build."""
         iidfile = log_path.with_suffix(".iid")
         iidfile.unlink(missing_ok=True)  # a kept log directory must not lend an old image id
         cmd = self.cli.command(dockerfile, context, tag, iidfile, self._labels(job))
-        log = CappedLog(log_path, self.settings.log_cap_bytes)
+        log = CappedLog(log_path, log_cap_bytes)
         started = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=self.cli.env(), start_new_session=True)
@@ -175,17 +175,51 @@ class Engine:
 
     # -- containers -----------------------------------------------------------------------
     @contextmanager
-    def container(self, image: str, name: str, job: str, port: int, env: dict[str, str]) -> Iterator[Running]:
-        """A started container with the grader's limits; always removed on leaving."""
-        s = self.settings
+    def job_network(self, job: str) -> Iterator[str]:
+        """An internal network for the job's containers, closed towards the host.
+
+        `internal` keeps the outside world and other jobs away; the INPUT rules stop the
+        containers from reaching anything on the host through the bridge (Redis, PostgreSQL, the
+        webhook service), while the host still reaches the containers to probe them.
+        """
+        try:
+            net = self.client.networks.create(f"grader-{job}", driver="bridge", internal=True,
+                                              labels=self._labels(job))
+        except docker.errors.APIError as exc:
+            raise GraderError(f"cannot create the job's network: {_short(exc)}") from exc
+        wall = HostFirewall(self.settings.iptables, "br-" + net.id[:12])
+        try:
+            wall.close()
+            yield net.name
+        finally:
+            wall.open()
+            self._remove_network(net.name)
+
+    def _remove_network(self, name: str) -> None:
+        try:
+            self.client.networks.get(name).remove()
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise GraderError(f"cannot remove network {name}: {_short(exc)}") from exc
+
+    @contextmanager
+    def container(self, image: str, name: str, job: str, port: int, env: dict[str, str],
+                  network: str | None, limits: Settings) -> Iterator[Running]:
+        """A started container with the job's limits; always removed on leaving.
+
+        Without a network (isolation off) the port is published on 127.0.0.1 only.
+        """
+        s = limits
         self._remove_container(name)  # a stale one from an interrupted run
+        where = {"network": network} if network else {"ports": {f"{port}/tcp": ("127.0.0.1", None)}}
         try:
             c = self.client.containers.create(
                 image, name=name, detach=True, labels=self._labels(job), environment=env,
                 mem_limit=s.memory_bytes, memswap_limit=s.memory_bytes, pids_limit=s.pids_limit,
                 nano_cpus=int(s.cpus * 1e9), cap_drop=["ALL"], security_opt=["no-new-privileges"],
-                ports={f"{port}/tcp": ("127.0.0.1", None)},
                 log_config=docker.types.LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+                **where,
             )
         except docker.errors.APIError as exc:
             raise ContainerFailed(_short(exc)) from exc
@@ -194,7 +228,7 @@ class Engine:
                 c.start()
             except docker.errors.APIError as exc:
                 raise ContainerFailed(_short(exc)) from exc
-            yield Running(self, c, port)
+            yield Running(self, c, port, network)
         finally:
             self._remove_container(name)
 
@@ -215,9 +249,38 @@ class Engine:
             found = self.client.images.list(filters=flt) if images else []
         except docker.errors.DockerException as exc:
             raise GraderError(f"cannot clean up job {job}: {_short(exc)}") from exc
+        for net in self.client.networks.list(filters=flt):
+            self._remove_network(net.name)
         for img in found:
             for tag in img.tags or [img.id]:
                 self.remove_image(tag)
+
+
+class HostFirewall:
+    """Two INPUT rules on a job's bridge: drop what the containers start towards the host,
+    accept replies to what the host started (the probes)."""
+
+    def __init__(self, iptables: str, bridge: str) -> None:
+        self.iptables = iptables
+        self.rules = [
+            ["INPUT", "-i", bridge, "-j", "DROP"],
+            ["INPUT", "-i", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
+        ]
+
+    def close(self) -> None:
+        for rule in self.rules:  # each inserted on top: ACCEPT ends above DROP
+            result = _quiet([self.iptables, "-w", "5", "-I", *rule])
+            if result.returncode != 0:
+                self.open()
+                raise GraderError(
+                    f"cannot isolate student containers from this host ({result.stderr.strip()[:200]}); "
+                    "run as root with iptables, or set GRADER_ISOLATE_NETWORK=0 / --no-isolation (unsafe)"
+                )
+
+    def open(self) -> None:
+        for rule in self.rules:
+            while _quiet([self.iptables, "-w", "5", "-D", *rule]).returncode == 0:
+                pass  # remove every copy, also ones left by a crashed run
 
 
 class ContainerFailed(Exception):
@@ -227,14 +290,21 @@ class ContainerFailed(Exception):
 class Running:
     """A started container, seen through the few questions the pipeline asks of it."""
 
-    def __init__(self, engine: Engine, container, port: int) -> None:
+    def __init__(self, engine: Engine, container, port: int, network: str | None) -> None:
         self.engine = engine
         self.c = container
         self.port = port
+        self.network = network
 
     def url(self) -> str:
         self.c.reload()
-        bindings = (self.c.attrs["NetworkSettings"]["Ports"] or {}).get(f"{self.port}/tcp") or []
+        settings = self.c.attrs["NetworkSettings"]
+        if self.network:
+            ip = ((settings.get("Networks") or {}).get(self.network) or {}).get("IPAddress")
+            if not ip:
+                raise ContainerFailed("the container has no address on its network")
+            return f"http://{ip}:{self.port}"
+        bindings = (settings["Ports"] or {}).get(f"{self.port}/tcp") or []
         if not bindings:
             raise ContainerFailed(f"port {self.port} is not published")
         return f"http://127.0.0.1:{bindings[0]['HostPort']}"

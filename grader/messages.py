@@ -38,7 +38,18 @@ def message(check_id: str, outcome: Outcome, lang: str) -> str:
         return f"{check_id}: {outcome.reason}"
     params = _Blank({k: v for k, v in outcome.params.items() if v is not None})
     text = entry[lang].format_map(params)
+    for item in outcome.params.get("items") or ():
+        text += " " + _item(check_id, item, lang)
     hint = outcome.params.get("hint")
     if hint:
         text += f" {title('hints', lang)}: " + catalogue()["hints"][hint][lang].format_map(params)
     return text
+
+
+def _item(check_id: str, item: dict, lang: str) -> str:
+    """One entry of an outcome's `items` (a list of {"reason": key, **params}): a sentence of its own,
+    looked up under the same check id, e.g. one piece of advice per hadolint finding."""
+    entry = catalogue().get(check_id, {}).get(item["reason"])
+    if entry is None:
+        return f"{check_id}: {item['reason']}"
+    return entry[lang].format_map(_Blank({k: v for k, v in item.items() if v is not None}))

@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from grader.discovery import Assigned, discover
 from grader.engine import ContainerFailed, Engine, Running, context_facts
 from grader.errors import GraderError, SubmissionError
 from grader.facts import RuntimeFacts, SubmissionFacts, VariantFacts
+from grader.lint import hadolint
 from grader.probe import NotReady, run_probes, wait_ready
 from grader.scoring import Scored, score
 
@@ -40,6 +42,7 @@ class Job:
     engine: Engine
     progress: Progress
     cancelled: threading.Event = field(default_factory=threading.Event)
+    network: str | None = None
 
 
 def grade(repo: Path, assignment: Assignment, settings: Settings, engine: Engine,
@@ -57,7 +60,9 @@ def grade(repo: Path, assignment: Assignment, settings: Settings, engine: Engine
         job = Job(uuid.uuid4().hex[:12], repo.resolve(), log_dir or Path(tmp), assignment, settings, engine,
                   progress)
         job.log_dir.mkdir(parents=True, exist_ok=True)
-        variants = _gather(job, found.variants)
+        isolation = engine.job_network(job.id) if settings.isolate_network else nullcontext(None)
+        with isolation as job.network:
+            variants = _gather(job, found.variants)
         facts = SubmissionFacts(job.repo, variants, found.notes)
         return facts, score(facts, assignment)
 
@@ -108,9 +113,10 @@ def _build(job: Job, a: Assigned) -> VariantFacts:
         job.progress(f"{a.variant}: {c.rel} cannot be parsed")
         return facts
     facts.context = context_facts(a.context, c.path)
+    facts.lint = hadolint(c.path)
     job.progress(f"{a.variant}: building {c.rel}")
     facts.build = job.engine.build(c.path, a.context, _tag(job, a.variant), job.log_dir / f"{a.variant}.build.log",
-                                   job.id, job.settings.build_timeout_s)
+                                   job.id, job.settings.build_timeout_s, job.settings.log_cap_bytes)
     if not facts.build.succeeded:
         job.progress(f"{a.variant}: build failed after {facts.build.seconds:.0f} s")
         return facts
@@ -135,7 +141,7 @@ def _run(job: Job, tag: str, suffix: str, port: int, env: dict[str, str], observ
     if job.cancelled.is_set():
         return RuntimeFacts(started=False, error="grading was cancelled")
     try:
-        with job.engine.container(tag, f"{tag}-{suffix}", job.id, port, env) as running:
+        with job.engine.container(tag, f"{tag}-{suffix}", job.id, port, env, job.network, job.settings) as running:
             facts = RuntimeFacts(started=True)
             observe(running, facts)
             return facts

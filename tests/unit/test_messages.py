@@ -166,3 +166,14 @@ def test_message_appends_the_hint_with_its_title():
     assert text.startswith("The build failed (exit code 1).")
     assert text.endswith("Hint: Poetry 2.x has no export command. Pin poetry==1.8.5 or install "
                          "poetry-plugin-export.")
+
+
+def test_message_appends_each_item_of_the_outcome_from_the_same_section():
+    outcome = failed("findings", count=2, items=[{"reason": "DL3000", "line": 2},
+                                                 {"reason": "other", "line": 5, "code": "DL3014", "message": "Use -y"}])
+
+    text = message("hadolint", outcome, "en")
+
+    assert text == ("hadolint findings (2): Line 2: WORKDIR with a relative path. Use an absolute path, e.g. /app. "
+                    "Line 5: DL3014: Use -y")
+    assert message("hadolint", outcome, "ru").startswith("Замечания hadolint (2): Строка 2: WORKDIR")
