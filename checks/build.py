@@ -29,6 +29,10 @@ def built(v, a):
         return skipped("not_attempted")
     if b.succeeded:
         return passed("ok", seconds=round(b.seconds, 1))
+    if b.oversize_limit:
+        size = v.image.size_bytes if v.image else 0
+        return failed("too_big", (Evidence("command", "docker history IMAGE  # which layer is big"),),
+                      size_mib=round(size / 2**20), limit_mib=round(b.oversize_limit / 2**20))
     evidence = [Evidence("log", failed_step(b.log_tail))] if b.log_tail else []
     hint = build_hint(b.log_tail, b.timed_out, v.parsed)
     if hint and hint.line:

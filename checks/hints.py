@@ -21,6 +21,7 @@ LOG_HINTS: tuple[tuple[str, str], ...] = (
     (r"externally-managed-environment", "break_system_packages"),
 )
 
+_ALWAYS_SET = {"PATH", "HOME", "PWD", "USER", "SHELL", "LANG", "HOSTNAME", "TERM"}
 _ASSIGNED = re.compile(r"(?:^|[;&|]\s*|export\s+)([A-Za-z_]\w*)=")
 
 
@@ -55,14 +56,24 @@ def variable_across_runs(parsed: ParsedDockerfile | None) -> Hint | None:
     """A shell variable set in one RUN and used in a later one: each RUN is a new shell."""
     for stage in parsed.stages if parsed else ():
         assigned: set[str] = set()
+        declared = _declared(stage) | _ALWAYS_SET  # these do reach every RUN
         for ins in stage.of("RUN"):
             text = " ".join(ins.args)
             local = set(_ASSIGNED.findall(text))
-            for name in assigned:
+            for name in assigned - declared:
                 if name not in local and re.search(rf"\$\{{?{name}\b", text):
                     return Hint("empty_variable", ins.line, name)
             assigned |= local
     return None
+
+
+def _declared(stage) -> set[str]:
+    names = set()
+    while stage is not None:
+        for ins in stage.of("ENV", "ARG"):
+            names |= {arg.split("=", 1)[0] for arg in ins.args if arg}
+        stage = stage.parent
+    return names
 
 
 def failed_step(log: str, max_lines: int = 20) -> str:

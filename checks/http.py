@@ -11,6 +11,9 @@ def http_contract(v, a):
     log = (Evidence("log", r.log_tail),) if r.log_tail else ()
     if not r.started:
         return failed("not_started", log, error=r.error or "")
+    if r.oom_killed:
+        limit = round((r.memory_limit_bytes or 0) / 2**20)
+        return failed("oom", log, limit_mib=limit)
     if not r.ready:
         if r.listening_ports:
             ports = ", ".join(map(str, r.listening_ports))

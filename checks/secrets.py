@@ -84,8 +84,9 @@ class _Findings:
             self.values.setdefault(value, key)
 
     def key_for(self, token: str) -> str:
-        """A token inside a value already found under a name belongs to that finding."""
-        return next((key for value, key in self.values.items() if token in value), "value:" + token)
+        """A token overlapping a value already found (in it, or around it) belongs to that finding."""
+        return next((key for value, key in self.values.items() if token in value or value in token),
+                    "value:" + token)
 
     def scrub(self, text: str) -> str:
         for value in sorted(self.values, key=len, reverse=True):

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     log_cap_bytes: int = 1024 * 1024  # kept of each build log: head + tail, the middle is cut
     response_cap_bytes: int = 64 * 1024  # read of each HTTP response body
     keep_images: bool = False
+    max_image_bytes: int = 2 * 1024**3  # a bigger image is a verdict, and is removed at once
     # Student containers run on a per-job internal network whose bridge may not talk to the host
     # (iptables INPUT DROP); needs root and a local engine. Off: port 8080 published on 127.0.0.1.
     isolate_network: bool = True

@@ -17,6 +17,7 @@ class BuildFacts:
     image_id: str | None = None
     log_path: Path | None = None
     log_tail: str = ""  # the last lines of the build log, for evidence and hints
+    oversize_limit: int | None = None  # set when the image outgrew the grader's limit (and was removed)
 
 
 @dataclass
@@ -83,6 +84,7 @@ class RuntimeFacts:
     stop_seconds: float | None = None
     exit_code: int | None = None
     oom_killed: bool = False
+    memory_limit_bytes: int | None = None
     listening_ports: list[int] = field(default_factory=list)  # from /proc/net/tcp when not ready
     log_tail: str = ""
     error: str | None = None  # why it could not be started or probed, in plain words

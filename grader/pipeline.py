@@ -85,7 +85,7 @@ def _gather(job: Job, assigned: dict[str, Assigned]) -> dict[str, VariantFacts]:
         variants = {}
         for name, a in assigned.items():
             variants[name] = _build(job, a)
-            if variants[name].image is not None:
+            if variants[name].build is not None and variants[name].build.succeeded:
                 runs[name] = pool.submit(_run_all, job, variants[name])
         for future in runs.values():
             future.result()  # each worker fills in its own variant's facts
@@ -121,6 +121,11 @@ def _build(job: Job, a: Assigned) -> VariantFacts:
         job.progress(f"{a.variant}: build failed after {facts.build.seconds:.0f} s")
         return facts
     facts.image = job.engine.inspect_image(_tag(job, a.variant))
+    if facts.image.size_bytes > job.settings.max_image_bytes:
+        job.engine.remove_image(_tag(job, a.variant))
+        facts.build.succeeded, facts.build.oversize_limit = False, job.settings.max_image_bytes
+        job.progress(f"{a.variant}: image of {facts.image.size_bytes / 2**20:.0f} MiB is over the limit")
+        return facts
     job.progress(f"{a.variant}: built in {facts.build.seconds:.1f} s, running it")
     return facts
 
@@ -142,7 +147,7 @@ def _run(job: Job, tag: str, suffix: str, port: int, env: dict[str, str], observ
         return RuntimeFacts(started=False, error="grading was cancelled")
     try:
         with job.engine.container(tag, f"{tag}-{suffix}", job.id, port, env, job.network, job.settings) as running:
-            facts = RuntimeFacts(started=True)
+            facts = RuntimeFacts(started=True, memory_limit_bytes=job.settings.memory_bytes)
             observe(running, facts)
             return facts
     except ContainerFailed as exc:

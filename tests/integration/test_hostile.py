@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import resource
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +18,8 @@ from grader import assignment as assignment_mod
 from grader.pipeline import grade
 from grader.report import to_json
 from tests.conftest import FIXTURES, REFERENCE_SOURCE
+from tests.integration.conftest import INSTANCE
+from tests.integration.verdicts import assert_verdict, fixture_names, load_expected
 
 pytestmark = pytest.mark.docker
 HOSTILE = FIXTURES / "hostile"
@@ -56,6 +63,27 @@ def grade_hostile(name: str, settings, engine) -> dict:
     return to_json(facts, scored, ASSIGNMENT, "en")
 
 
+@pytest.mark.parametrize("name", fixture_names(HOSTILE))
+def test_hostile_submission_gets_a_clear_verdict_not_a_crash_or_a_hang(name, settings, engine):
+    quick = settings.model_copy(update={"ready_timeout_s": 5.0})
+    facts, scored = grade(HOSTILE / name, ASSIGNMENT, quick, engine, reference=REFERENCE_SOURCE)
+    assert_verdict(to_json(facts, scored, ASSIGNMENT, "en"), load_expected(HOSTILE / name))
+
+
+@pytest.mark.parametrize("name", ["output_flood", "build_output_flood"])
+def test_output_floods_keep_the_grader_and_its_report_small(name):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = subprocess.run(
+        [sys.executable, "-m", "grader.cli", "check", str(HOSTILE / name), "--reference", str(REFERENCE_SOURCE),
+         "--format", "json", "-q"],
+        capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "GRADER_INSTANCE": INSTANCE})
+    assert result.returncode == 0, result.stderr
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert max(peak_kib, before) < 300 * 1024, f"peak RSS {peak_kib} KiB"
+    assert len(result.stdout) < 200_000
+    assert json.loads(result.stdout)["variants"][0]["score"] == 1.5
+
+
 def test_container_cannot_reach_a_listener_on_the_host(settings, engine):
     with canary() as seen:
         report = grade_hostile("reach_host", settings, engine)
@@ -73,12 +101,6 @@ def test_without_isolation_the_same_container_does_reach_the_host(settings, engi
 
 def test_isolation_leaves_no_network_or_firewall_rule_behind(settings, engine):
     grade_hostile("reach_host", settings, engine)
-    assert [n.name for n in engine.client.networks.list() if n.name.startswith("grader-")] == []
-    rules = subprocess_output(["iptables", "-S", "INPUT"])
+    assert engine.client.networks.list(filters={"label": f"grader.instance={INSTANCE}"}) == []
+    rules = subprocess.run(["iptables", "-S", "INPUT"], capture_output=True, text=True, check=True).stdout
     assert "br-" not in rules
-
-
-def subprocess_output(cmd: list[str]) -> str:
-    import subprocess
-
-    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import time
-import tomllib
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from grader.errors import GraderError, SubmissionError
 from grader.pipeline import grade
 from grader.report import to_json
 from tests.conftest import BROKEN, REFERENCE_REPO, REFERENCE_SOURCE
+from tests.integration.verdicts import assert_verdict, fixture_names, load_expected
 
 pytestmark = pytest.mark.docker
 ASSIGNMENT = assignment_mod.load()
@@ -40,35 +40,11 @@ def test_reference_solution_gets_full_marks_with_evidence(settings, engine):
     assert by_name["multistage"]["image_size_bytes"] < by_name["single"]["image_size_bytes"]
 
 
-def _broken_cases():
-    return sorted(p.name for p in BROKEN.iterdir() if (p / "expected.toml").is_file())
-
-
-@pytest.mark.parametrize("name", _broken_cases())
+@pytest.mark.parametrize("name", fixture_names(BROKEN))
 def test_broken_submission_gets_its_stated_verdict(name, settings, engine):
-    expected = tomllib.loads((BROKEN / name / "expected.toml").read_text())
+    expected = load_expected(BROKEN / name)
     local = settings.model_copy(update={"build_timeout_s": float(expected.get("build_timeout", 600))})
-    report = run(BROKEN / name, local, engine, reference=REFERENCE_SOURCE)
-    by_name = {v["name"]: v for v in report["variants"]}
-    for variant, verdict in expected["variants"].items():
-        got = by_name[variant]
-        failed = sorted(c["id"] for c in got["checks"] if c["status"] == "fail")
-        warned = sorted(c["id"] for c in got["checks"] if c["status"] == "warn")
-        assert failed == sorted(verdict["failed"]), got["checks"]
-        assert warned == sorted(verdict.get("warned", []))
-        assert got["score"] == verdict["score"]
-        if "message" in verdict:  # a word the failing check's message must contain
-            assert any(verdict["message"] in c["message"] for c in got["checks"] if c["status"] == "fail")
-        if "hint" in verdict:
-            built = next(c for c in got["checks"] if c["id"] == "built")
-            assert built["message"].count("Hint:") == 1, built["message"]
-            assert _hint_text(verdict["hint"]) in built["message"]
-
-
-def _hint_text(key: str) -> str:
-    from grader.messages import catalogue
-
-    return catalogue()["hints"][key]["en"].split("{")[0][:30]
+    assert_verdict(run(BROKEN / name, local, engine, reference=REFERENCE_SOURCE), expected)
 
 
 def test_free_named_dockerfiles_are_classified_by_content_and_built_on_the_reference(tmp_path, settings, engine):

@@ -191,3 +191,21 @@ def test_server_ignoring_port_from_the_environment_fails_port_honoured():
     assert (outcome.status, outcome.params["ports"], outcome.params["port"]) == ("fail", "8080", 9090)
     assert run("port_honoured", passing_variant("single", A)).status == "pass"
     assert run("port_honoured", passing_variant("single", A, port_runtime=None)).status == "skip"
+
+
+def test_oversize_image_fails_built_with_its_size_and_the_limit():
+    build = BuildFacts(False, 12.0, exit_code=0, oversize_limit=2 * 1024**3)
+    image = replace(passing_variant("single", A).image, size_bytes=3 * 1024**3)
+    outcome = run("built", passing_variant("single", A, build=build, image=image))
+    assert (outcome.reason, outcome.params["size_mib"], outcome.params["limit_mib"]) == ("too_big", 3072, 2048)
+
+
+def test_container_killed_for_memory_says_so():
+    runtime = RuntimeFacts(started=True, ready=False, oom_killed=True, memory_limit_bytes=512 * 2**20, exit_code=137)
+    outcome = run("http_contract", passing_variant("single", A, runtime=runtime))
+    assert (outcome.reason, outcome.params["limit_mib"]) == ("oom", 512)
+
+
+def test_variables_every_run_sees_are_not_reported_as_lost():
+    parsed = parse_text("FROM x\nENV APP=/app\nRUN export PATH=/opt/bin:$PATH APP=/srv\nRUN echo $PATH $APP\n", "x")
+    assert build_hint("", False, parsed) is None

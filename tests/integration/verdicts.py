@@ -1,0 +1,38 @@
+"""The verdict a fixture submission states in its expected.toml, checked against a JSON report."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from grader.messages import catalogue
+
+
+def fixture_names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if (p / "expected.toml").is_file())
+
+
+def load_expected(fixture: Path) -> dict:
+    return tomllib.loads((fixture / "expected.toml").read_text())
+
+
+def assert_verdict(report: dict, expected: dict) -> None:
+    """Exactly the failed and warned checks stated, the score, and the message word or hint."""
+    by_name = {v["name"]: v for v in report["variants"]}
+    for variant, verdict in expected["variants"].items():
+        got = by_name[variant]
+        failed = sorted(c["id"] for c in got["checks"] if c["status"] == "fail")
+        warned = sorted(c["id"] for c in got["checks"] if c["status"] == "warn")
+        assert failed == sorted(verdict["failed"]), got["checks"]
+        assert warned == sorted(verdict.get("warned", [])), got["checks"]
+        assert got["score"] == verdict["score"]
+        if "message" in verdict:  # a word the failing check's message must contain
+            assert any(verdict["message"] in c["message"] for c in got["checks"] if c["status"] == "fail"), got
+        if "hint" in verdict:
+            built = next(c for c in got["checks"] if c["id"] == "built")
+            assert built["message"].count("Hint:") == 1, built["message"]
+            assert _hint_text(verdict["hint"]) in built["message"]
+
+
+def _hint_text(key: str) -> str:
+    return catalogue()["hints"][key]["en"].split("{")[0][:30]
