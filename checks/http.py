@@ -15,6 +15,8 @@ def http_contract(v, a):
         limit = round((r.memory_limit_bytes or 0) / 2**20)
         return failed("oom", log, limit_mib=limit)
     if not r.ready:
+        if a.app_port in r.listening_ports:
+            return failed("silent", log, port=a.app_port, error=r.error or "")
         if r.listening_ports:
             ports = ", ".join(map(str, r.listening_ports))
             return failed("wrong_port", (Evidence("observed", f"listening: {ports}"), *log),

@@ -12,29 +12,29 @@ def _uid_command(v) -> Evidence:
     return Evidence("command", "docker exec <container> cat /proc/1/status  # Uid: line")
 
 
-def _runtime_uid(v):
-    if v.runtime is None or not v.runtime.started:
-        return None
-    return v.runtime.uid
+def _observed_uid(v):
+    """The uid read from the running container, or the Outcome to return when there is none."""
+    r = v.runtime
+    if r is None or not r.started:
+        return skipped("not_run")
+    if r.uid is None and r.exited_early:
+        return skipped("exited")
+    if r.uid is None:
+        return failed("unknown", (_uid_command(v),))
+    return r.uid
 
 
 @variant_check("user_checked")
 def user_checked(v, a):
-    uid = _runtime_uid(v)
-    if v.runtime is None or not v.runtime.started:
-        return skipped("not_run")
-    if uid is None:
-        return failed("unknown", (_uid_command(v),))
-    return passed("ok", uid=uid)
+    uid = _observed_uid(v)
+    return uid if not isinstance(uid, int) else passed("ok", uid=uid)
 
 
 @variant_check("runs_as_root")
 def runs_as_root(v, a):
-    if v.runtime is None or not v.runtime.started:
-        return skipped("not_run")
-    uid = v.runtime.uid
-    if uid is None:
-        return failed("unknown", (_uid_command(v),))
+    uid = _observed_uid(v)
+    if not isinstance(uid, int):
+        return uid
     if uid != 0:
         return failed("not_root", (_uid_command(v),), uid=uid)
     return passed("ok")
@@ -42,11 +42,9 @@ def runs_as_root(v, a):
 
 @variant_check("runtime_nonroot")
 def runtime_nonroot(v, a):
-    if v.runtime is None or not v.runtime.started:
-        return skipped("not_run")
-    uid = v.runtime.uid
-    if uid is None:
-        return failed("unknown", (_uid_command(v),))
+    uid = _observed_uid(v)
+    if not isinstance(uid, int):
+        return uid
     if uid == 0:
         return failed("root", (Evidence("observed", "uid=0 (root)"), _uid_command(v)))
     return passed("ok", uid=uid)

@@ -108,6 +108,28 @@ def check(
         raise typer.Exit(5)
 
 
+@app.command(epilog="Exit codes: 0 done, 3 grader error, 4 engine unavailable.")
+def gc(
+    older_than: Annotated[float | None, typer.Option(
+        help="Seconds; leftovers younger than this are left alone (running jobs). Default GRADER_GC_AFTER_S, 3600.")]
+    = None,
+    cache_bytes: Annotated[int | None, typer.Option(
+        help="Keep at most this much BuildKit cache, least recently used goes first. "
+             "Default GRADER_BUILD_CACHE_BYTES, 10 GiB.")] = None,
+) -> None:
+    """Remove what crashed or killed runs left on the engine, and trim the build cache."""
+    from grader.engine import Engine
+
+    settings = get_settings()
+    try:
+        report = Engine(settings).gc(settings.gc_after_s if older_than is None else older_than,
+                                     settings.build_cache_bytes if cache_bytes is None else cache_bytes)
+    except GraderError as exc:
+        _fail(exc, exc.exit_code)
+    typer.echo(f"removed {report.containers} container(s), {report.images} image(s), {report.networks} network(s); "
+               f"build cache: {report.cache_bytes_freed / 2**20:.0f} MiB freed")
+
+
 @app.command()
 def doctor(docker_cli: Annotated[str | None, typer.Option(help="docker CLI to test.")] = None) -> None:
     """Check that this machine can grade: engine, BuildKit CLI, base image."""

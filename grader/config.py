@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     response_cap_bytes: int = 64 * 1024  # read of each HTTP response body
     keep_images: bool = False
     max_image_bytes: int = 2 * 1024**3  # a bigger image is a verdict, and is removed at once
+    build_cache_bytes: int = 10 * 1024**3  # `grader gc` (and every grading) prunes BuildKit's cache above this
+    gc_after_s: float = 3600.0  # what a run of this instance left behind is removed after this long
     # Student containers run on a per-job internal network whose bridge may not talk to the host
     # (iptables INPUT DROP); needs root and a local engine. Off: port 8080 published on 127.0.0.1.
     isolate_network: bool = True

@@ -240,6 +240,32 @@ class Engine:
         except docker.errors.APIError as exc:
             raise GraderError(f"cannot remove container {name}: {_short(exc)}") from exc
 
+    def gc(self, older_than_s: float, cache_bytes: int) -> GcReport:
+        """Removes what runs of this instance left behind (crashes, kill -9) once older than
+        `older_than_s`, and trims BuildKit's cache to `cache_bytes`, least recently used first."""
+        flt = {"label": f"{LABEL_INSTANCE}={self.settings.instance}"}
+        cutoff = time.time() - older_than_s
+        try:
+            containers = [c for c in self.client.containers.list(all=True, filters=flt) if _created(c.attrs) < cutoff]
+            for c in containers:
+                c.remove(force=True)
+            networks = [n for n in self.client.networks.list(filters=flt) if _created(n.attrs) < cutoff]
+            for net in networks:
+                self._remove_network(net.name)
+            images = [i for i in self.client.images.list(filters=flt) if _created(i.attrs) < cutoff]
+            for img in images:
+                self.remove_image(img.id)
+        except docker.errors.DockerException as exc:
+            raise GraderError(f"garbage collection failed: {_short(exc)}") from exc
+        return GcReport(len(containers), len(images), len(networks), self.trim_cache(cache_bytes))
+
+    def trim_cache(self, cache_bytes: int) -> int:
+        """Prunes BuildKit's cache down to `cache_bytes` (records in use are kept); bytes freed."""
+        try:
+            return int(self.client.api.prune_builds(keep_storage=cache_bytes).get("SpaceReclaimed") or 0)
+        except docker.errors.DockerException as exc:
+            raise GraderError(f"cannot prune the build cache: {_short(exc)}") from exc
+
     def remove_job(self, job: str, images: bool = True) -> None:
         """Removes every container (and image) labelled with this job, also after a crash or Ctrl-C."""
         flt = {"label": f"{LABEL_JOB}={job}"}
@@ -254,6 +280,14 @@ class Engine:
         for img in found:
             for tag in img.tags or [img.id]:
                 self.remove_image(tag)
+
+
+@dataclass(frozen=True)
+class GcReport:
+    containers: int
+    images: int
+    networks: int
+    cache_bytes_freed: int
 
 
 class HostFirewall:
@@ -374,6 +408,17 @@ def context_facts(context: Path, dockerfile: Path) -> ContextFacts:
             if count > CONTEXT_FILE_LIMIT:
                 break
     return ContextFacts(ignore.is_file(), count, size, sorted(top & UNWANTED_IN_CONTEXT))
+
+
+def _created(attrs: dict) -> float:
+    """Creation time of a container, image or network, as the engine reports it (RFC 3339)."""
+    from datetime import datetime
+
+    text = str(attrs.get("Created", ""))
+    try:
+        return datetime.fromisoformat(text[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        return 0.0  # unknown age: old enough to collect
 
 
 def _read_patterns(ignore: Path) -> list[str]:

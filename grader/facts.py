@@ -85,6 +85,7 @@ class RuntimeFacts:
     exit_code: int | None = None
     oom_killed: bool = False
     memory_limit_bytes: int | None = None
+    exited_early: bool = False  # the process was gone before its uid could be read
     listening_ports: list[int] = field(default_factory=list)  # from /proc/net/tcp when not ready
     log_tail: str = ""
     error: str | None = None  # why it could not be started or probed, in plain words

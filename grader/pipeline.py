@@ -96,6 +96,7 @@ def _gather(job: Job, assigned: dict[str, Assigned]) -> dict[str, VariantFacts]:
         job.cancelled.set()
         pool.shutdown(wait=True, cancel_futures=True)
         job.engine.remove_job(job.id, images=not job.settings.keep_images)
+        job.engine.trim_cache(job.settings.build_cache_bytes)
 
 
 def _tag(job: Job, variant: str) -> str:
@@ -182,6 +183,8 @@ def _observe(job: Job, running: Running, facts: RuntimeFacts, v: VariantFacts) -
             facts.listening_ports = running.listening_ports()
         v.contents = running.contents()
         facts.stop_seconds = running.stop(settings.stop_timeout_s)
+    else:
+        facts.exited_early = True
     _record_exit(running, facts)
 
 

@@ -87,3 +87,9 @@ def test_help_documents_the_exit_codes():
     result = grader("check", "--help")
     assert result.returncode == 0
     assert "Exit codes" in result.stdout and "130" in result.stdout
+
+
+def test_gc_command_reports_what_it_removed():
+    result = grader("gc", "--older-than", "3600")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("removed ") and "build cache:" in result.stdout

@@ -209,3 +209,15 @@ def test_container_killed_for_memory_says_so():
 def test_variables_every_run_sees_are_not_reported_as_lost():
     parsed = parse_text("FROM x\nENV APP=/app\nRUN export PATH=/opt/bin:$PATH APP=/srv\nRUN echo $PATH $APP\n", "x")
     assert build_hint("", False, parsed) is None
+
+
+def test_uid_checks_are_skipped_when_the_process_died_before_it_could_be_read():
+    runtime = RuntimeFacts(started=True, ready=False, oom_killed=True, exited_early=True)
+    pairs = [("single", "runs_as_root"), ("nonroot", "runtime_nonroot"), ("multistage", "user_checked")]
+    for variant, check_id in pairs:
+        assert run(check_id, passing_variant(variant, A, runtime=runtime)).reason == "exited"
+
+
+def test_a_listening_but_silent_server_is_told_apart_from_a_wrong_port():
+    runtime = RuntimeFacts(started=True, ready=False, error="no HTTP answer within 5 s", listening_ports=[8080])
+    assert run("http_contract", passing_variant("single", A, runtime=runtime)).reason == "silent"
