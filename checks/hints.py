@@ -18,6 +18,8 @@ LOG_HINTS: tuple[tuple[str, str], ...] = (
      "base_image"),
     (r"Temporary failure in name resolution|Could not resolve host", "network"),
     (r"git: not found", "git_clone"),
+    (r"exit code: 137|Killed", "build_killed"),
+    (r"Cannot fork|Resource temporarily unavailable|can't fork", "build_pids"),
     (r"externally-managed-environment", "break_system_packages"),
 )
 

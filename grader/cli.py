@@ -146,6 +146,20 @@ def doctor(docker_cli: Annotated[str | None, typer.Option(help="docker CLI to te
     if not engine.has_image(rubric.base_image):
         _fail(GraderError(f"base image {rubric.base_image} missing: run scripts/setup"), 3)
     typer.echo(f"base image {rubric.base_image}: present")
+    parent = engine.cgroup_parent(rubric.base_image)
+    typer.echo(f"containers and build steps run under cgroup {parent or '?'}: {_ceiling(parent)}")
+
+
+def _ceiling(parent: str | None) -> str:
+    """The memory/pids ceiling of that cgroup when this machine can see it (cgroup v1, local engine)."""
+    try:
+        memory = int(Path(f"/sys/fs/cgroup/memory{parent}/memory.limit_in_bytes").read_text())
+        pids = Path(f"/sys/fs/cgroup/pids{parent}/pids.max").read_text().strip()
+    except (OSError, ValueError, TypeError):
+        return "ceiling unknown (remote engine or cgroup v2)"
+    if memory >= 2**62:
+        return "NO memory ceiling for builds: start the engine with scripts/setup"
+    return f"memory ceiling {memory / 2**30:.1f} GiB, pids {pids}"
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ class Settings(BaseSettings):
     docker_cli: str | None = None  # None: detect (docker with buildx, else a CLI with built-in BuildKit)
     work_dir: Path = Path("/tmp/grader")  # per-job workspaces and build logs live under it
     build_timeout_s: float = 600.0
+    job_timeout_s: float = 2400.0  # watchdog on a whole grading: builds, runs, cleanup
     ready_timeout_s: float = 30.0
     probe_timeout_s: float = 5.0
     stop_timeout_s: float = 10.0

@@ -103,6 +103,20 @@ class Engine:
     def _labels(self, job: str) -> dict[str, str]:
         return {LABEL_JOB: job, LABEL_INSTANCE: self.settings.instance}
 
+    def cgroup_parent(self, image: str) -> str | None:
+        """The cgroup the engine puts containers (and build steps) under, seen from inside one;
+        `docker info` does not report it."""
+        try:
+            out = self.client.containers.run(image, ["cat", "/proc/self/cgroup"], remove=True,
+                                             labels=self._labels("doctor"), network_mode="none")
+        except docker.errors.DockerException:
+            return None
+        for line in out.decode(errors="replace").splitlines():
+            parts = line.split(":", 2)
+            if len(parts) == 3 and ("memory" in parts[1].split(",") or parts[1] == ""):
+                return parts[2].rsplit("/", 1)[0] or "/"
+        return None
+
     # -- images ---------------------------------------------------------------------------
     def has_image(self, ref: str) -> bool:
         try:
@@ -142,8 +156,9 @@ class Engine:
 
     # -- builds ---------------------------------------------------------------------------
     def build(self, dockerfile: Path, context: Path, tag: str, log_path: Path, job: str,
-              timeout_s: float, log_cap_bytes: int) -> BuildFacts:
-        """Builds with BuildKit, streaming a capped log to `log_path`; the timeout kills the build."""
+              timeout_s: float, log_cap_bytes: int, cancel: threading.Event | None = None) -> BuildFacts:
+        """Builds with BuildKit, streaming a capped log to `log_path`; the timeout (or `cancel`,
+        set by the job's watchdog) kills the build."""
         iidfile = log_path.with_suffix(".iid")
         iidfile.unlink(missing_ok=True)  # a kept log directory must not lend an old image id
         cmd = self.cli.command(dockerfile, context, tag, iidfile, self._labels(job))
@@ -156,7 +171,9 @@ class Engine:
         try:
             # The reader ends when the client closes its output, i.e. exits: joining it waits
             # without Popen.wait's polling sleeps, which add up to 50 ms to every build.
-            reader.join(timeout=timeout_s)
+            deadline = started + timeout_s
+            while reader.is_alive() and time.monotonic() < deadline and not (cancel and cancel.is_set()):
+                reader.join(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
             timed_out = reader.is_alive()
         finally:
             # Timeout or Ctrl-C: killing the client cancels the BuildKit build (its RUN processes

@@ -41,7 +41,8 @@ class Job:
     settings: Settings
     engine: Engine
     progress: Progress
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    cancelled: threading.Event = field(default_factory=threading.Event)  # stop: error, Ctrl-C or watchdog
+    expired: threading.Event = field(default_factory=threading.Event)  # the watchdog fired
     network: str | None = None
 
 
@@ -61,8 +62,17 @@ def grade(repo: Path, assignment: Assignment, settings: Settings, engine: Engine
                   progress)
         job.log_dir.mkdir(parents=True, exist_ok=True)
         isolation = engine.job_network(job.id) if settings.isolate_network else nullcontext(None)
-        with isolation as job.network:
-            variants = _gather(job, found.variants)
+        watchdog = threading.Timer(settings.job_timeout_s, lambda: (job.expired.set(), job.cancelled.set()))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            with isolation as job.network:
+                variants = _gather(job, found.variants)
+        finally:
+            watchdog.cancel()
+        if job.expired.is_set():
+            raise GraderError(f"grading took longer than the {settings.job_timeout_s:.0f} s watchdog allows; "
+                              "nothing of it was kept (raise GRADER_JOB_TIMEOUT_S if builds are this slow)")
         facts = SubmissionFacts(job.repo, variants, found.notes)
         return facts, score(facts, assignment)
 
@@ -117,7 +127,8 @@ def _build(job: Job, a: Assigned) -> VariantFacts:
     facts.lint = hadolint(c.path)
     job.progress(f"{a.variant}: building {c.rel}")
     facts.build = job.engine.build(c.path, a.context, _tag(job, a.variant), job.log_dir / f"{a.variant}.build.log",
-                                   job.id, job.settings.build_timeout_s, job.settings.log_cap_bytes)
+                                   job.id, job.settings.build_timeout_s, job.settings.log_cap_bytes,
+                                   cancel=job.cancelled)
     if not facts.build.succeeded:
         job.progress(f"{a.variant}: build failed after {facts.build.seconds:.0f} s")
         return facts

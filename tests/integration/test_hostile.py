@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import socket
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,12 +27,13 @@ pytestmark = pytest.mark.docker
 HOSTILE = FIXTURES / "hostile"
 ASSIGNMENT = assignment_mod.load()
 CANARY_PORT = 47123  # the port tests/fixtures/hostile/reach_host tries on its gateway
+BUILD_CANARY_PORT = 47124  # ... and build_reach_host, from a RUN step
 
 
 @contextmanager
-def canary() -> Iterator[list[str]]:
+def canary(port: int = CANARY_PORT) -> Iterator[list[str]]:
     """A listener on every host address that records who connected."""
-    server = socket.create_server(("0.0.0.0", CANARY_PORT), reuse_port=True)
+    server = socket.create_server(("0.0.0.0", port), reuse_port=True)
     server.settimeout(0.2)
     seen: list[str] = []
     stop = threading.Event()
@@ -108,3 +111,18 @@ def test_isolation_leaves_no_network_or_firewall_rule_behind(settings, engine):
 
 def _input_rules() -> list[str]:
     return subprocess.run(["iptables", "-S", "INPUT"], capture_output=True, text=True, check=True).stdout.splitlines()
+
+
+def test_build_step_cannot_reach_a_listener_on_the_host(settings, engine, tmp_path):
+    # A fresh marker in the RUN line defeats BuildKit's cache, so the step really runs.
+    marker = uuid.uuid4().hex
+    text = (HOSTILE / "build_reach_host" / "Dockerfile.single").read_text()
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "Dockerfile.single").write_text(text.replace("|| echo blocked", f"|| echo blocked {marker}"))
+    with canary(BUILD_CANARY_PORT) as seen:
+        grade(tmp_path / "repo", ASSIGNMENT, settings, engine, reference=REFERENCE_SOURCE, log_dir=tmp_path / "logs")
+    log = (tmp_path / "logs" / "single.build.log").read_text()
+    # Output lines of a RUN step look like "#7 2.104 blocked <marker>" in BuildKit's plain log.
+    assert re.search(rf"^#\d+ [\d.]+ blocked {marker}$", log, re.M), log[-2000:]
+    assert not re.search(r"^#\d+ [\d.]+ REACHED$", log, re.M)
+    assert seen == []

@@ -101,3 +101,11 @@ def test_build_timeout_really_stops_the_build(settings, engine):
     while _server_processes() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _server_processes() == [], "the RUN step's server outlived the cancelled build"
+
+
+def test_watchdog_stops_a_grading_that_runs_too_long_and_leaves_nothing(settings, engine):
+    hurried = settings.model_copy(update={"job_timeout_s": 3.0})
+    started = time.monotonic()
+    with pytest.raises(GraderError, match="watchdog"):
+        run(BROKEN / "server_in_run", hurried, engine, reference=REFERENCE_SOURCE)
+    assert time.monotonic() - started < 20

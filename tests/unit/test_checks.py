@@ -221,3 +221,11 @@ def test_uid_checks_are_skipped_when_the_process_died_before_it_could_be_read():
 def test_a_listening_but_silent_server_is_told_apart_from_a_wrong_port():
     runtime = RuntimeFacts(started=True, ready=False, error="no HTTP answer within 5 s", listening_ports=[8080])
     assert run("http_contract", passing_variant("single", A, runtime=runtime)).reason == "silent"
+
+
+@pytest.mark.parametrize("log, key", [
+    ("#7 ERROR: executor failed running [/bin/sh -c python hog.py]: exit code: 137", "build_killed"),
+    ("/bin/sh: 1: Cannot fork", "build_pids"),
+])
+def test_build_steps_stopped_by_the_engine_limits_are_explained(log, key):
+    assert build_hint(log, False, None).key == key
