@@ -29,6 +29,9 @@ def built(v, a):
         return skipped("not_attempted")
     if b.succeeded:
         return passed("ok", seconds=round(b.seconds, 1))
+    if b.context_refused and v.context is not None:
+        return failed("context_too_big", (Evidence("command", "du -sh * .[!.]*  # in the build context"),),
+                      size_mib=round(v.context.size_bytes / 2**20), files=v.context.file_count)
     if b.oversize_limit:
         size = v.image.size_bytes if v.image else 0
         return failed("too_big", (Evidence("command", "docker history IMAGE  # which layer is big"),),

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     response_cap_bytes: int = 64 * 1024  # read of each HTTP response body
     keep_images: bool = False
     max_image_bytes: int = 2 * 1024**3  # a bigger image is a verdict, and is removed at once
+    max_context_bytes: int = 200 * 1024**2  # a bigger build context is a verdict: it is not sent
+    max_context_files: int = 20_000
     build_cache_bytes: int = 10 * 1024**3  # `grader gc` (and every grading) prunes BuildKit's cache above this
     gc_after_s: float = 3600.0  # what a run of this instance left behind is removed after this long
     # Student containers run on a per-job internal network whose bridge may not talk to the host

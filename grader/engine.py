@@ -30,7 +30,8 @@ LABEL_JOB = "grader.job"
 LABEL_INSTANCE = "grader.instance"
 # Top-level entries that never belong in a build context: .dockerignore should keep them out.
 UNWANTED_IN_CONTEXT = {".git", ".venv", "venv", "dist", "__pycache__", ".pytest_cache", ".mypy_cache", "node_modules"}
-CONTEXT_FILE_LIMIT = 100_000
+CONTEXT_FILE_LIMIT = 100_000  # counting stops here: enough to say "too big"
+CONTEXT_BYTES_LIMIT = 8 * 1024**3
 # Looks, inside the running image, for what a clean final stage must not carry. `timeout` and
 # `head` bound the work whatever the image holds; site-packages hits are installed code, not sources.
 CONTENTS_SCRIPT = (
@@ -416,13 +417,15 @@ def context_facts(context: Path, dockerfile: Path) -> ContextFacts:
         rel_dockerfile = "Dockerfile"
     count = size = 0
     top: set[str] = set()
-    for rel in docker.utils.build.exclude_paths(str(context), patterns, rel_dockerfile):
+    # docker's own .dockerignore matcher, walked lazily: a hostile tree stops the count, not the grader.
+    matcher = docker.utils.build.PatternMatcher([*patterns, f"!{rel_dockerfile}"])
+    for rel in matcher.walk(str(context)):
         path = context / rel
         top.add(rel.split("/", 1)[0])
         if path.is_file() and not path.is_symlink():
             count += 1
             size += path.stat().st_size
-            if count > CONTEXT_FILE_LIMIT:
+            if count > CONTEXT_FILE_LIMIT or size > CONTEXT_BYTES_LIMIT:
                 break
     return ContextFacts(ignore.is_file(), count, size, sorted(top & UNWANTED_IN_CONTEXT))
 

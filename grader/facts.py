@@ -18,6 +18,7 @@ class BuildFacts:
     log_path: Path | None = None
     log_tail: str = ""  # the last lines of the build log, for evidence and hints
     oversize_limit: int | None = None  # set when the image outgrew the grader's limit (and was removed)
+    context_refused: bool = False  # the build context was over the limits: nothing was sent
 
 
 @dataclass

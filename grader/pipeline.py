@@ -22,7 +22,7 @@ from grader.config import Settings
 from grader.discovery import Assigned, discover
 from grader.engine import ContainerFailed, Engine, Running, context_facts
 from grader.errors import GraderError, SubmissionError
-from grader.facts import RuntimeFacts, SubmissionFacts, VariantFacts
+from grader.facts import BuildFacts, RuntimeFacts, SubmissionFacts, VariantFacts
 from grader.lint import hadolint
 from grader.probe import NotReady, run_probes, wait_ready
 from grader.scoring import Scored, score
@@ -125,6 +125,11 @@ def _build(job: Job, a: Assigned) -> VariantFacts:
         return facts
     facts.context = context_facts(a.context, c.path)
     facts.lint = hadolint(c.path)
+    limits = job.settings
+    if facts.context.size_bytes > limits.max_context_bytes or facts.context.file_count > limits.max_context_files:
+        facts.build = BuildFacts(succeeded=False, seconds=0.0, context_refused=True)
+        job.progress(f"{a.variant}: build context too large, not sent")
+        return facts
     job.progress(f"{a.variant}: building {c.rel}")
     facts.build = job.engine.build(c.path, a.context, _tag(job, a.variant), job.log_dir / f"{a.variant}.build.log",
                                    job.id, job.settings.build_timeout_s, job.settings.log_cap_bytes,

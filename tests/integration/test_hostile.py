@@ -6,6 +6,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -126,3 +127,52 @@ def test_build_step_cannot_reach_a_listener_on_the_host(settings, engine, tmp_pa
     assert re.search(rf"^#\d+ [\d.]+ blocked {marker}$", log, re.M), log[-2000:]
     assert not re.search(r"^#\d+ [\d.]+ REACHED$", log, re.M)
     assert seen == []
+
+
+def test_oversized_build_context_is_refused_before_anything_is_sent(settings, engine, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(REFERENCE_SOURCE, repo / "counter-backend")
+    with open(repo / "counter-backend" / "dataset.bin", "wb") as big:
+        big.truncate(300 * 2**20)  # sparse: 300 MB to the build, nothing on this disk
+    facts, scored = grade(repo, ASSIGNMENT, settings, engine)
+    report = to_json(facts, scored, ASSIGNMENT, "en")
+    built = next(c for c in single(report)["checks"] if c["id"] == "built")
+    assert built["status"] == "fail" and ".dockerignore" in built["message"]
+    assert single(report)["build_seconds"] == 0.0
+
+
+def test_grader_secrets_never_reach_builds_containers_or_reports(tmp_path):
+    secret = f"glpat-canary{uuid.uuid4().hex[:12]}"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    text = (REFERENCE_SOURCE / "Dockerfile.single").read_text()
+    text = text.replace("EXPOSE 8080", "RUN env && echo marker-" + secret[-6:] + "\nEXPOSE 8080")
+    text = text.replace('ENTRYPOINT ["python", "-m", "counter_backend"]',
+                        'ENTRYPOINT ["/bin/sh", "-c", "env; exec python -m counter_backend"]')
+    (repo / "Dockerfile.single").write_text(text)
+    env = {**os.environ, "GRADER_INSTANCE": INSTANCE, "GRADER_GITLAB_TOKEN": secret, "GITLAB_TOKEN": secret,
+           "DATABASE_URL": f"postgresql://grader:{secret}@db/grader"}
+    result = subprocess.run(
+        [sys.executable, "-m", "grader.cli", "check", str(repo), "--reference", str(REFERENCE_SOURCE),
+         "--format", "json", "-q", "--logs", str(tmp_path / "logs")],
+        capture_output=True, text=True, timeout=600, check=False, env=env)
+    assert result.returncode == 0, result.stderr
+    log = (tmp_path / "logs" / "single.build.log").read_text()
+    assert re.search(r"^#\d+ [\d.]+ PATH=", log, re.M), "the build's env was not printed: the test proves nothing"
+    assert secret not in log and secret not in result.stdout and secret not in result.stderr
+
+
+def test_symlink_to_a_host_file_in_the_context_never_shows_its_content(settings, engine, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(REFERENCE_SOURCE, repo / "counter-backend")
+    host_file = tmp_path / "host-secret.txt"
+    host_file.write_text(f"host-only-{uuid.uuid4().hex}\n")
+    os.symlink(host_file, repo / "counter-backend" / "notes.txt")
+    dockerfile = repo / "counter-backend" / "Dockerfile.single"
+    steal = "COPY notes.txt /notes.txt\nRUN cat /notes.txt\nEXPOSE 8080"
+    dockerfile.write_text(dockerfile.read_text().replace("EXPOSE 8080", steal))
+    facts, scored = grade(repo, ASSIGNMENT, settings, engine, log_dir=tmp_path / "logs")
+    report = json.dumps(to_json(facts, scored, ASSIGNMENT, "en"))
+    secret = host_file.read_text().strip()
+    assert secret not in report
+    assert secret not in (tmp_path / "logs" / "single.build.log").read_text()

@@ -10,7 +10,7 @@ from checks import GLOBAL_CHECKS, VARIANT_CHECKS
 from checks.hints import build_hint, failed_step
 from grader import assignment as assignment_mod
 from grader.dockerfile import parse_file, parse_text
-from grader.facts import BuildFacts, ContentsFacts, RuntimeFacts
+from grader.facts import BuildFacts, ContentsFacts, ContextFacts, RuntimeFacts
 from tests.conftest import BROKEN
 from tests.unit.factories import passing_submission, passing_variant
 
@@ -229,3 +229,10 @@ def test_a_listening_but_silent_server_is_told_apart_from_a_wrong_port():
 ])
 def test_build_steps_stopped_by_the_engine_limits_are_explained(log, key):
     assert build_hint(log, False, None).key == key
+
+
+def test_oversized_build_context_is_a_verdict_naming_its_size():
+    build = BuildFacts(False, 0.0, context_refused=True)
+    context = ContextFacts(dockerignore=False, file_count=30_000, size_bytes=900 * 2**20, unwanted=[".git"])
+    outcome = run("built", passing_variant("single", A, build=build, context=context))
+    assert (outcome.reason, outcome.params["size_mib"], outcome.params["files"]) == ("context_too_big", 900, 30_000)
