@@ -1,9 +1,12 @@
 """One typed settings object, read once from GRADER_* environment variables (or a .env file)."""
 
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from grader.errors import ConfigError
 
 
 class Settings(BaseSettings):
@@ -34,6 +37,24 @@ class Settings(BaseSettings):
     # (iptables INPUT DROP); needs root and a local engine. Off: port 8080 published on 127.0.0.1.
     isolate_network: bool = True
     iptables: str = "iptables"
+
+    # -- the service (webhook, queue, results) -----------------------------------------------
+    gitlab_url: str | None = None  # required by serve/worker/grade: e.g. https://gitlab.example.edu
+    gitlab_token: str | None = None  # a token with `api` scope
+    webhook_secret: str | None = None  # the "Secret token" of the GitLab webhook
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = "sqlite:///grader.sqlite3"  # a file in the working directory
+    report_base_url: str = "http://127.0.0.1:8000"  # statuses link to {report_base_url}/submissions/{id}
+    branches: list[str] = ["main", "master"]  # pushes to other branches are not graded
+    deadline: datetime | None = None  # pushes received later are graded and marked late
+    max_webhook_bytes: int = 1024 * 1024  # bigger bodies get 413
+    status_name: str = "autograder"  # the commit status context shown in GitLab
+
+    def require(self, *names: str) -> None:
+        """A clear start-up error for service settings that have no working default."""
+        missing = [f"GRADER_{n.upper()}" for n in names if not getattr(self, n)]
+        if missing:
+            raise ConfigError(f"missing configuration: set {', '.join(missing)} (environment or .env)")
 
 
 @lru_cache(maxsize=1)

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,12 +96,25 @@ def test_container_cannot_reach_a_listener_on_the_host(settings, engine):
     assert seen == []
 
 
-def test_without_isolation_the_same_container_does_reach_the_host(settings, engine):
-    # The control experiment: proves the fixture really tries, so the test above can fail.
-    open_settings = settings.model_copy(update={"isolate_network": False})
-    with canary() as seen:
-        grade_hostile("reach_host", open_settings, engine)
-    assert seen != []
+def test_on_an_unwalled_network_the_same_image_does_reach_the_host(settings, engine):
+    # The control experiment: the image, run on a plain bridge without the grader's rules (the
+    # default bridge is walled by scripts/setup too), does reach the canary, so the test above can fail.
+    kept = settings.model_copy(update={"keep_images": True})
+    facts, _ = grade(HOSTILE / "reach_host", ASSIGNMENT, kept, engine, reference=REFERENCE_SOURCE)
+    image = facts.variants["single"].image.image_id
+    labels = {"grader.instance": INSTANCE}
+    net = engine.client.networks.create(f"grader-control-{uuid.uuid4().hex[:8]}", labels=labels)
+    try:
+        with canary() as seen:
+            container = engine.client.containers.run(image, detach=True, network=net.name, labels=labels)
+            deadline = time.monotonic() + 15
+            while not seen and time.monotonic() < deadline:
+                time.sleep(0.2)
+            container.remove(force=True)
+        assert seen != []
+    finally:
+        net.remove()
+        engine.client.images.remove(image, force=True)
 
 
 def test_isolation_leaves_no_network_or_firewall_rule_behind(settings, engine):
