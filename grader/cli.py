@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from enum import StrEnum
@@ -41,6 +42,15 @@ class Lang(StrEnum):
 def _fail(exc: Exception, code: int) -> None:
     typer.echo(f"grader: {exc}", err=True)
     raise typer.Exit(code)
+
+
+@app.callback()
+def _load_settings() -> None:
+    """Bad GRADER_* settings are one clear line before any command runs."""
+    try:
+        get_settings()
+    except ConfigError as exc:
+        _fail(exc, exc.exit_code)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -148,6 +158,113 @@ def doctor(docker_cli: Annotated[str | None, typer.Option(help="docker CLI to te
     typer.echo(f"base image {rubric.base_image}: present")
     parent = engine.cgroup_parent(rubric.base_image)
     typer.echo(f"containers and build steps run under cgroup {parent or '?'}: {_ceiling(parent)}")
+
+
+# -- the service -----------------------------------------------------------------------------
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the GitLab webhook (POST /webhooks/gitlab) and the report pages.
+
+    Point a GitLab project, group or system webhook at http://HOST:PORT/webhooks/gitlab with the
+    secret token GRADER_WEBHOOK_SECRET and the "Push events" trigger.
+    """
+    import uvicorn
+
+    from grader.store import Store
+    from grader.tasks import enqueue
+    from grader.web import create_app
+
+    settings = get_settings()
+    try:
+        settings.require("webhook_secret", "gitlab_url", "gitlab_token")
+        application = create_app(settings, Store(settings.database_url), enqueue)
+    except GraderError as exc:
+        _fail(exc, exc.exit_code)
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[int, typer.Option(help="Gradings at once on this machine (each builds and runs).")] = 1,
+) -> None:
+    """Start a Celery worker that grades submissions (extra arguments go to celery worker)."""
+    from grader.tasks import app as celery_app
+
+    settings = get_settings()
+    try:
+        settings.require("gitlab_url", "gitlab_token")
+    except GraderError as exc:
+        _fail(exc, exc.exit_code)
+    celery_app.worker_main(["worker", "--loglevel=INFO", f"--concurrency={concurrency}", *ctx.args])
+
+
+@app.command()
+def scoreboard(
+    fmt: Annotated[str, typer.Option("--format", help="json (versioned schema) or csv.")] = "json",
+) -> None:
+    """Print the scoreboard: one row per student with best, latest and on-time scores."""
+    from grader.scoreboard import scoreboard as build
+    from grader.scoreboard import to_csv
+    from grader.store import Store
+
+    settings = get_settings()
+    if fmt not in ("json", "csv"):
+        _fail(ConfigError(f"--format {fmt}: use json or csv"), 2)
+    try:
+        board = build(Store(settings.database_url), settings.deadline)
+    except GraderError as exc:
+        _fail(exc, exc.exit_code)
+    sys.stdout.write(to_csv(board) if fmt == "csv" else json.dumps(board, ensure_ascii=False, indent=2) + "\n")
+
+
+@app.command()
+def status() -> None:
+    """Queue length, submissions by state, and the latest ungradable ones."""
+    import redis
+
+    from grader.store import Store
+
+    settings = get_settings()
+    try:
+        store = Store(settings.database_url)
+        counts, failures = store.status_counts(), store.recent_failures(5)
+    except GraderError as exc:
+        _fail(exc, exc.exit_code)
+    try:
+        queued = redis.Redis.from_url(settings.broker_url, socket_timeout=3).llen("celery")
+    except redis.RedisError as exc:
+        queued = f"broker unreachable ({exc})"
+    typer.echo(f"broker queue: {queued}")
+    typer.echo("submissions: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
+    for sub in failures:
+        typer.echo(f"  ungradable #{sub.id} {sub.project_path}@{sub.sha[:8]}: {sub.error}")
+
+
+@app.command()
+def regrade(
+    project: Annotated[str | None, typer.Option(help="Only this project (path with namespace).")] = None,
+    group: Annotated[str | None, typer.Option(help="Only projects under this group path.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every graded submission.")] = False,
+) -> None:
+    """Grade again (e.g. after a rubric change): the latest submission of each selected project."""
+    from grader.store import Store
+    from grader.tasks import grade_submission
+
+    if not (project or group or all_):
+        _fail(ConfigError("say what to regrade: --project PATH, --group PATH or --all"), 2)
+    settings = get_settings()
+    try:
+        store = Store(settings.database_url)
+        ids = store.requeue(store.select_for_regrade(project_path=project, group_prefix=group))
+    except GraderError as exc:
+        _fail(exc, exc.exit_code)
+    for sub_id in ids:
+        grade_submission.delay(sub_id)
+    typer.echo(f"requeued {len(ids)} submission(s)")
 
 
 def _ceiling(parent: str | None) -> str:

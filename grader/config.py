@@ -4,6 +4,7 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from grader.errors import ConfigError
@@ -49,6 +50,16 @@ class Settings(BaseSettings):
     deadline: datetime | None = None  # pushes received later are graded and marked late
     max_webhook_bytes: int = 1024 * 1024  # bigger bodies get 413
     status_name: str = "autograder"  # the commit status context shown in GitLab
+    max_archive_bytes: int = 200 * 1024**2  # a fetched repository archive, uncompressed
+    max_archive_files: int = 20_000
+    max_file_bytes: int = 50 * 1024**2  # one file of a repository archive
+
+    @field_validator("deadline")
+    @classmethod
+    def _deadline_has_an_offset(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("GRADER_DEADLINE needs a UTC offset, e.g. 2026-12-01T23:59:00+03:00")
+        return value
 
     def require(self, *names: str) -> None:
         """A clear start-up error for service settings that have no working default."""
@@ -59,4 +70,8 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"GRADER_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"bad configuration: {problems}") from None

@@ -1,0 +1,100 @@
+"""The scoreboard: one entry per student and project, from the graded submissions in the store.
+
+JSON schema `grader.scoreboard/1` (extend, don't break)::
+
+    {
+      "schema": "grader.scoreboard/1",
+      "generated_at": "2026-03-01T12:00:00+00:00",   # ISO 8601, UTC
+      "deadline": "2026-02-28T21:00:00+00:00" | null, # the deadline `late` was judged by, if given
+      "entries": [                                   # sorted by project, then student
+        {
+          "student": "ivanov",                       # GitLab username of the pusher
+          "project": "devops-2026/ivanov-docker",
+          "latest_score": 4.5,                       # of the latest graded push
+          "best_score": 5.0,                         # of all graded pushes
+          "max_score": 5.0,                          # of the latest graded push
+          "on_time_score": 5.0 | null,               # best of the pushes before the deadline
+          "sha": "…40 hex…",                         # of the latest graded push
+          "graded_at": "2026-03-01T11:58:02+00:00",  # when that push was graded
+          "late": false,                             # the latest graded push came after the deadline
+          "variants": {"multistage": 1.5, "nonroot": 1.5, "single": 1.5}   # latest push, per variant
+        }
+      ]
+    }
+
+Only graded submissions count (not queued, running, ungradable or superseded ones); "latest"
+means the last pushed (received), so a regrade does not reorder pushes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+
+from grader.store import GradedSummary, Store
+
+SCHEMA = "grader.scoreboard/1"
+CSV_FIELDS = ["project", "student", "latest_score", "best_score", "max_score", "on_time_score", "late", "sha",
+              "graded_at"]
+
+
+def scoreboard(store: Store, deadline: datetime | None = None) -> dict:
+    """`deadline`: judge lateness by it (e.g. an extended deadline) instead of each push's `late` flag."""
+    if deadline is not None and deadline.tzinfo is None:
+        raise ValueError("deadline must be an aware datetime")
+    groups: dict[tuple[int, str], list[GradedSummary]] = {}
+    for row in store.graded_summaries():  # in push order
+        groups.setdefault((row.project_id, row.student), []).append(row)
+    latest = {key: rows[-1] for key, rows in groups.items()}
+    reports = store.reports(r.id for r in latest.values())
+
+    def is_late(r: GradedSummary) -> bool:
+        return r.received_at > deadline if deadline is not None else r.late
+
+    entries = []
+    for key, rows in groups.items():
+        last = latest[key]
+        on_time = [r.score for r in rows if not is_late(r)]
+        report = reports.get(last.id) or {}
+        entries.append({
+            "student": last.student,
+            "project": last.project_path,
+            "latest_score": last.score,
+            "best_score": max(r.score for r in rows),
+            "max_score": last.max_score,
+            "on_time_score": max(on_time) if on_time else None,
+            "sha": last.sha,
+            "graded_at": last.finished_at.isoformat() if last.finished_at else None,
+            "late": is_late(last),
+            "variants": {v["name"]: v.get("score") for v in report.get("variants", [])},
+        })
+    entries.sort(key=lambda e: (e["project"], e["student"]))
+    return {
+        "schema": SCHEMA,
+        "generated_at": datetime.now(UTC).isoformat(),
+        "deadline": deadline.astimezone(UTC).isoformat() if deadline is not None else None,
+        "entries": entries,
+    }
+
+
+def to_csv(board: dict) -> str:
+    """A header row, then one row per entry in (project, student) order; one column per variant
+    (named after it, sorted by name). Empty cells for missing values; scores as `4.5`, `5`."""
+    variants = sorted({name for e in board["entries"] for name in e["variants"]})
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_FIELDS + variants)
+    for e in sorted(board["entries"], key=lambda e: (e["project"], e["student"])):
+        writer.writerow([_cell(e[f]) for f in CSV_FIELDS] + [_cell(e["variants"].get(v)) for v in variants])
+    return out.getvalue()
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float | int):
+        return f"{value:g}"
+    return str(value)

@@ -1,0 +1,126 @@
+"""What the service does with a submission, independent of Celery: grade it, and deliver
+its results to GitLab from the durable outbox. Tasks (grader/tasks.py) are thin calls into this.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grader
+from grader import assignment as assignment_mod
+from grader import report as report_mod
+from grader.config import Settings
+from grader.errors import GraderError, SubmissionError
+from grader.gitlab import GitLab, GitLabUnavailable
+from grader.sources import Workspace, extract_archive
+from grader.store import Store
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF = timedelta(minutes=30)
+
+
+@dataclass
+class Outcome:
+    """What a grading attempt ended as, for the task to act on."""
+
+    state: str  # graded | superseded | skipped
+    score: float | None = None
+
+
+class Service:
+    def __init__(self, settings: Settings, store: Store, gitlab: GitLab) -> None:
+        self.settings = settings
+        self.store = store
+        self.gitlab = gitlab
+        self.assignment = assignment_mod.load(getattr(settings, "assignment_file", None))
+
+    # -- grading -----------------------------------------------------------------------------
+    def grade(self, submission_id: int) -> Outcome:
+        """Grades one queued submission; GraderError propagates so the task can retry it."""
+        from grader.engine import Engine
+        from grader.pipeline import grade
+
+        # A row left "running" by a worker that died is taken over once it is older than a job can be.
+        stale = timedelta(seconds=self.settings.job_timeout_s + 600)
+        if not self.store.start(submission_id, stale_after=stale):
+            return Outcome("skipped")  # superseded, or already taken by another worker
+        sub = self.store.get(submission_id)
+        self._status(sub, "running", "grading…")
+        try:
+            with Workspace(self.settings.work_dir, f"sub-{sub.id}") as ws:
+                archive = self.gitlab.archive(sub.project_id, sub.sha)
+                repo = extract_archive(archive, ws.path / "src", max_bytes=self.settings.max_archive_bytes,
+                                       max_files=self.settings.max_archive_files,
+                                       max_file_bytes=self.settings.max_file_bytes)
+                facts, scored = grade(repo, self.assignment, self.settings, Engine(self.settings),
+                                      reference=self._reference())
+                result = report_mod.to_json(facts, scored, self.assignment, self.assignment.language)
+        except SubmissionError as exc:
+            result = self._refusal(str(exc))
+        self.store.finish(sub.id, result, grader.__version__)
+        self._publish(sub, result)
+        return Outcome("graded", result["score"])
+
+    def give_up(self, submission_id: int, error: str) -> None:
+        """After the last retry of an infrastructure failure: ungradable, said so on the commit."""
+        self.store.mark_ungradable(submission_id, error)
+        sub = self.store.get(submission_id)
+        self._status(sub, "canceled", f"not graded (grader problem): {error}"[:255])
+
+    def _reference(self) -> Path | None:
+        return self.assignment.reference
+
+    def _refusal(self, message: str) -> dict:
+        """A submission that cannot be graded as given is the student's verdict: zero, with why."""
+        return {"schema": report_mod.SCHEMA, "grader_version": grader.__version__, "assignment": self.assignment.id,
+                "language": self.assignment.language, "score": 0.0, "max_score": self.assignment.max_score,
+                "variants": [], "checks": [], "notes": [message], "error": message}
+
+    def _publish(self, sub, result: dict) -> None:
+        full = result["score"] >= result["max_score"]
+        coverage = round(100 * result["score"] / result["max_score"], 1) if result["max_score"] else 0.0
+        self._status(sub, "success" if full else "failed", f"{result['score']:g}/{result['max_score']:g}",
+                     coverage=coverage)
+        body = report_mod.render_markdown(result) if result["variants"] else f"**0/{result['max_score']:g}**: " \
+            f"{result.get('error', '')}"
+        self.store.add_post(sub.id, "comment", {"note": body})
+
+    def _status(self, sub, state: str, description: str, coverage: float | None = None) -> None:
+        payload = {"state": state, "name": self.settings.status_name, "description": description,
+                   "target_url": f"{self.settings.report_base_url.rstrip('/')}/submissions/{sub.id}",
+                   "ref": sub.ref.removeprefix("refs/heads/"), "coverage": coverage}
+        self.store.add_post(sub.id, "status", payload)
+
+    def accept(self, submission_id: int) -> None:
+        """A recorded push: older queued pushes of the project are superseded (said so on their
+        commits), and this one shows `pending`, so the student sees it was received."""
+        sub = self.store.get(submission_id)
+        for older in self.store.supersede_older(sub.project_id, sub.id):
+            self._status(self.store.get(older), "canceled", f"superseded by a newer push ({sub.sha[:8]})")
+        self._status(sub, "pending", "queued for grading")
+
+    # -- delivery ----------------------------------------------------------------------------
+    def deliver_due(self, limit: int = 50) -> int:
+        """Posts what is due, oldest first; returns how many are still waiting (to reschedule)."""
+        now = datetime.now(UTC)
+        # The lease keeps two workers delivering at once from sending the same post twice.
+        for post in self.store.due_posts(now, limit, lease=timedelta(minutes=2)):
+            sub = self.store.get(post.submission_id)
+            try:
+                if post.kind == "status":
+                    self.gitlab.post_status(sub.project_id, sub.sha, **post.payload)
+                else:
+                    self.gitlab.post_comment(sub.project_id, sub.sha, post.payload["note"])
+            except GraderError as exc:  # GitLab down or refusing: keep it, try later
+                wait = min(MAX_BACKOFF, timedelta(seconds=2 ** min(post.attempts, 11)))
+                self.store.post_failed(post.id, str(exc), now + wait)
+                log.warning("post %s for submission %s failed (%s); retry in %s", post.id, sub.id, exc, wait)
+                if not isinstance(exc, GitLabUnavailable):
+                    continue
+                break  # GitLab is down: the rest would fail the same way
+            else:
+                self.store.post_delivered(post.id)
+        return len(self.store.due_posts(datetime.now(UTC) + MAX_BACKOFF, limit))

@@ -1,0 +1,563 @@
+"""The results store: submissions and the durable outbox of GitLab posts (SQLAlchemy 2).
+
+SQLite file by default, PostgreSQL via URL (`postgresql://…` is read as psycopg 3). Every
+`Store` method runs in a session and transaction of its own and returns detached objects
+(`expire_on_commit=False`), so one `Store` can be shared by threads, and each process (a forked
+Celery worker too) gets its own connections.
+
+States of a submission::
+
+    queued ──start──► running ──finish──► graded
+       │                 └──mark_ungradable──► ungradable
+       ├──supersede_older──► superseded
+       └──mark_ungradable──► ungradable
+    graded / ungradable ──requeue (regrade)──► queued
+
+At most one submission per (project, SHA) is queued, running or graded: a partial unique index
+says so, and `event_uuid` is unique, so two processes recording the same push race on the
+database, not in Python — the loser gets the winner's row.
+
+SQLite runs in WAL mode with a busy timeout, and its write transactions start with
+`BEGIN IMMEDIATE`: two processes never both read "no such push" and then both write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    and_,
+    create_engine,
+    event,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column, sessionmaker
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+from grader.errors import ConfigError, GraderError
+
+DEFAULT_URL = "sqlite:///grader.sqlite3"  # as in grader.config
+CONNECT_TIMEOUT_S = 5  # PostgreSQL: an unreachable server is a startup error within seconds
+SQLITE_BUSY_TIMEOUT_S = 30.0
+_PG_CREATE_LOCK = 0x67726472  # advisory lock: two processes creating the tables at once wait in turn
+_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+class State(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    GRADED = "graded"
+    UNGRADABLE = "ungradable"
+    SUPERSEDED = "superseded"
+
+
+# A push of a SHA that is in one of these states is a duplicate (no second job).
+ACTIVE = (State.QUEUED, State.RUNNING, State.GRADED)
+POST_KINDS = ("status", "comment")
+
+
+class StoreUnavailable(GraderError):
+    """The database stopped answering (server down, SQLite locked past the busy timeout)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend.
+
+    PostgreSQL stores `timestamptz`; SQLite has no time zones, so naive UTC text is stored (its
+    comparisons stay correct because every value is UTC). A naive datetime is refused rather
+    than guessed at.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware one, e.g. datetime.now(UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _in(values: Iterable[str]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+class Submission(Base):
+    __tablename__ = "submissions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(Integer)
+    project_path: Mapped[str] = mapped_column(String(512))  # "devops-2026/ivanov-docker"
+    student: Mapped[str] = mapped_column(String(255))  # username of the user who pushed
+    sha: Mapped[str] = mapped_column(String(40))
+    ref: Mapped[str] = mapped_column(String(255))  # "refs/heads/main"
+    event_uuid: Mapped[str | None] = mapped_column(String(64), unique=True)  # X-Gitlab-Event-UUID
+    state: Mapped[str] = mapped_column(String(16), default=State.QUEUED)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    late: Mapped[bool] = mapped_column(default=False)
+    score: Mapped[float | None]
+    max_score: Mapped[float | None]
+    report: Mapped[dict | None] = mapped_column(JSON)  # grader.report/1
+    error: Mapped[str | None] = mapped_column(Text)  # why it is ungradable
+    grader_version: Mapped[str | None] = mapped_column(String(64))
+    image_digests: Mapped[list | None] = mapped_column(JSON)
+
+    __table_args__ = (
+        CheckConstraint(f"state IN ({_in(State)})", name="ck_submissions_state"),
+        Index("ix_submissions_project_sha", "project_id", "sha"),
+        Index("ix_submissions_project_received", "project_id", "received_at"),
+        Index("ix_submissions_state", "state"),
+        # One live submission per commit: the database, not a check in Python, refuses a second.
+        Index("uq_submissions_active_sha", "project_id", "sha", unique=True,
+              sqlite_where=text(f"state IN ({_in(ACTIVE)})"),
+              postgresql_where=text(f"state IN ({_in(ACTIVE)})")),
+    )
+
+    def __repr__(self) -> str:
+        return f"<Submission {self.id} {self.project_path}@{self.sha[:8]} {self.state}>"
+
+
+class PendingPost(Base):
+    """One commit status or comment for GitLab, kept until it is delivered (or given up on)."""
+
+    __tablename__ = "pending_posts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # "status" | "comment"
+    payload: Mapped[dict] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    abandoned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # permanent failure (e.g. 404)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({_in(POST_KINDS)})", name="ck_pending_posts_kind"),
+        Index("ix_pending_posts_submission_kind", "submission_id", "kind"),
+        Index("ix_pending_posts_due", "next_attempt_at",
+              sqlite_where=text("delivered_at IS NULL AND abandoned_at IS NULL"),
+              postgresql_where=text("delivered_at IS NULL AND abandoned_at IS NULL")),
+    )
+
+    def __repr__(self) -> str:
+        return f"<PendingPost {self.id} {self.kind} of submission {self.submission_id} attempts={self.attempts}>"
+
+
+@dataclass(frozen=True)
+class GradedSummary:
+    """A graded submission without its report (the scoreboard reads many of these)."""
+
+    id: int
+    project_id: int
+    project_path: str
+    student: str
+    sha: str
+    received_at: datetime
+    finished_at: datetime | None
+    late: bool
+    score: float
+    max_score: float
+
+
+class Store:
+    def __init__(self, url: str = DEFAULT_URL) -> None:
+        parsed = _parse_url(url)
+        self.url = parsed.render_as_string(hide_password=True)
+        self.dialect = parsed.get_backend_name()
+        try:
+            self._engine = _create_engine(parsed)
+        except (ArgumentError, NoSuchModuleError, ImportError, TypeError, OSError) as e:
+            raise ConfigError(f"cannot use database URL {self.url}: {_first_line(e)}; "
+                              "check GRADER_DATABASE_URL") from None
+        self._pid = os.getpid()
+        self._write = sessionmaker(self._engine, expire_on_commit=False)
+        # SQLite: reads begin with a plain BEGIN and do not take the write lock.
+        self._read = sessionmaker(self._engine.execution_options(grader_read_only=True), expire_on_commit=False)
+        try:
+            with self._engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(select(func.pg_advisory_xact_lock(_PG_CREATE_LOCK)))
+                Base.metadata.create_all(conn)
+        except (OperationalError, InterfaceError) as e:
+            self._engine.dispose()
+            hint = "is PostgreSQL running and the database created?" if self.dialect == "postgresql" \
+                else "is the directory writable?"
+            raise ConfigError(f"cannot open the database at {self.url}: {_first_line(e.orig or e)} "
+                              f"({hint} check GRADER_DATABASE_URL)") from None
+        except SQLAlchemyError as e:
+            self._engine.dispose()
+            raise ConfigError(f"cannot set up the database at {self.url}: {_first_line(e)}") from None
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _session(self, *, write: bool = True) -> Iterator[Session]:
+        if os.getpid() != self._pid:  # forked (Celery prefork): never reuse the parent's sockets
+            self._engine.dispose(close=False)
+            self._pid = os.getpid()
+        factory = self._write if write else self._read
+        try:
+            with factory() as session, session.begin():
+                yield session
+        except (OperationalError, InterfaceError) as e:
+            raise StoreUnavailable(f"database {self.url} unavailable: {_first_line(e.orig or e)}") from e
+
+    # -- submissions ----------------------------------------------------------------------------
+
+    def record_push(self, *, project_id: int, project_path: str, student: str, sha: str, ref: str,
+                    event_uuid: str | None, received_at: datetime, late: bool) -> tuple[Submission, bool]:
+        """Records a push, or finds the one it repeats: (submission, created).
+
+        A repeat is the same `event_uuid` (GitLab redelivering), or the same project and SHA
+        while that commit is queued, running or graded. created=False means: enqueue nothing.
+        """
+        sha = sha.lower()
+        if not _SHA.fullmatch(sha):
+            raise ValueError(f"not a 40-hex commit SHA: {sha!r}")
+        if received_at.tzinfo is None:
+            raise ValueError("received_at must be an aware datetime")
+        last: IntegrityError | None = None
+        for _ in range(5):
+            try:
+                with self._session() as s:
+                    existing = self._find_duplicate(s, project_id, sha, event_uuid)
+                    if existing is not None:
+                        return existing, False
+                    sub = Submission(project_id=project_id, project_path=project_path, student=student, sha=sha,
+                                     ref=ref, event_uuid=event_uuid, state=State.QUEUED.value,
+                                     received_at=received_at, late=late)
+                    s.add(sub)
+                    s.flush()
+                return sub, True
+            except IntegrityError as e:  # another process recorded the same push meanwhile: look again
+                last = e
+        raise StoreUnavailable(f"could not record push {sha} of project {project_id}: {_first_line(last)}")
+
+    def _find_duplicate(self, s: Session, project_id: int, sha: str, event_uuid: str | None) -> Submission | None:
+        if event_uuid is not None:
+            found = s.scalars(select(Submission).where(Submission.event_uuid == event_uuid)).first()
+            if found is not None:
+                return found
+        return s.scalars(select(Submission).where(Submission.project_id == project_id, Submission.sha == sha,
+                                                  Submission.state.in_(ACTIVE))).first()
+
+    def get(self, id: int) -> Submission | None:
+        with self._session(write=False) as s:
+            return s.get(Submission, id)
+
+    def start(self, id: int, *, stale_after: timedelta | None = None) -> bool:
+        """queued → running. False when it is not queued any more (superseded, already started).
+
+        `stale_after`: also take over a *running* submission started longer ago than this — a
+        worker that died mid-grading (Celery redelivers the task with acks_late).
+        """
+        now = utcnow()
+        takeable = Submission.state == State.QUEUED
+        if stale_after is not None:
+            takeable = or_(takeable, and_(Submission.state == State.RUNNING,
+                                          Submission.started_at < now - stale_after))
+        with self._session() as s:
+            result = s.execute(update(Submission).where(Submission.id == id, takeable)
+                               .values(state=State.RUNNING, started_at=now, finished_at=None))
+            return result.rowcount == 1
+
+    def finish(self, id: int, report: dict, grader_version: str, image_digests: list[str] | None = None) -> bool:
+        """running → graded, with the score from the report. False when it was not running."""
+        try:
+            score, max_score = float(report["score"]), float(report["max_score"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"report has no numeric score/max_score: {e}") from None
+        with self._session() as s:
+            result = s.execute(update(Submission).where(Submission.id == id, Submission.state == State.RUNNING)
+                               .values(state=State.GRADED, finished_at=utcnow(), score=score, max_score=max_score,
+                                       report=report, grader_version=grader_version, image_digests=image_digests,
+                                       error=None))
+            return result.rowcount == 1
+
+    def mark_ungradable(self, id: int, error: str) -> bool:
+        """queued/running → ungradable (our failure, not the student's). False otherwise."""
+        with self._session() as s:
+            result = s.execute(update(Submission)
+                               .where(Submission.id == id, Submission.state.in_((State.QUEUED, State.RUNNING)))
+                               .values(state=State.UNGRADABLE, finished_at=utcnow(), error=error))
+            return result.rowcount == 1
+
+    def supersede_older(self, project_id: int, newer_id: int) -> list[int]:
+        """Marks the project's queued submissions recorded before `newer_id` superseded; their ids."""
+        with self._session() as s:
+            ids = s.scalars(update(Submission)
+                            .where(Submission.project_id == project_id, Submission.id < newer_id,
+                                   Submission.state == State.QUEUED)
+                            .values(state=State.SUPERSEDED, finished_at=utcnow())
+                            .returning(Submission.id)).all()
+        return sorted(ids)
+
+    def requeue(self, ids: Iterable[int]) -> list[int]:
+        """graded/ungradable → queued with the results cleared (regrade); the ids requeued.
+
+        Skipped: ids that are queued, running or superseded, and an ungradable one whose commit
+        is already queued, running or graded in another row.
+        """
+        done = []
+        for id in ids:
+            try:
+                with self._session() as s:
+                    result = s.execute(
+                        update(Submission)
+                        .where(Submission.id == id, Submission.state.in_((State.GRADED, State.UNGRADABLE)))
+                        .values(state=State.QUEUED, started_at=None, finished_at=None, score=None,
+                                max_score=None, report=None, error=None, grader_version=None, image_digests=None))
+                    if result.rowcount == 1:
+                        done.append(id)
+            except IntegrityError:
+                continue
+        return done
+
+    def requeue_running(self, id: int) -> bool:
+        """running → queued, for a retry after an infrastructure failure."""
+        with self._session() as s:
+            result = s.execute(update(Submission).where(Submission.id == id, Submission.state == State.RUNNING)
+                               .values(state=State.QUEUED, started_at=None))
+            return result.rowcount == 1
+
+    def select_for_regrade(self, project_path: str | None = None, group_prefix: str | None = None, *,
+                           latest_only: bool = False) -> list[int]:
+        """Ids to `requeue` after a rubric change: each graded commit, or (never graded) the last
+        ungradable attempt at it; none of a commit that is queued or running now.
+
+        `project_path` picks one project, `group_prefix` every project under a group (subgroups
+        too); neither: all. `latest_only`: only the latest push of each project.
+        """
+        q = select(Submission.id, Submission.project_id, Submission.sha, Submission.state, Submission.received_at)
+        q = q.where(Submission.state != State.SUPERSEDED)
+        if project_path is not None:
+            q = q.where(Submission.project_path == project_path.strip("/"))
+        if group_prefix is not None:
+            q = q.where(Submission.project_path.startswith(group_prefix.strip("/") + "/", autoescape=True))
+        with self._session(write=False) as s:
+            rows = s.execute(q.order_by(Submission.received_at, Submission.id)).all()
+        busy = {(r.project_id, r.sha) for r in rows if r.state in (State.QUEUED, State.RUNNING)}
+        pick: dict[tuple[int, str], Any] = {}
+        for r in rows:  # in push order: a later row for the same commit wins, a graded one always
+            key = (r.project_id, r.sha)
+            if key in busy:
+                continue
+            if r.state == State.GRADED or key not in pick or pick[key].state != State.GRADED:
+                pick[key] = r
+        chosen = list(pick.values())
+        if latest_only:
+            latest: dict[int, Any] = {}
+            for r in rows:
+                latest[r.project_id] = r  # rows are in push order
+            chosen = [r for r in chosen if (r.project_id, r.sha) == (latest[r.project_id].project_id,
+                                                                     latest[r.project_id].sha)]
+        return sorted(r.id for r in chosen)
+
+    def graded_summaries(self) -> list[GradedSummary]:
+        with self._session(write=False) as s:
+            rows = s.execute(select(Submission.id, Submission.project_id, Submission.project_path,
+                                    Submission.student, Submission.sha, Submission.received_at,
+                                    Submission.finished_at, Submission.late, Submission.score, Submission.max_score)
+                             .where(Submission.state == State.GRADED)
+                             .order_by(Submission.received_at, Submission.id)).all()
+        return [GradedSummary(*r) for r in rows]
+
+    def reports(self, ids: Iterable[int]) -> dict[int, dict]:
+        ids = list(ids)
+        out: dict[int, dict] = {}
+        with self._session(write=False) as s:
+            for i in range(0, len(ids), 500):
+                rows = s.execute(select(Submission.id, Submission.report).where(Submission.id.in_(ids[i:i + 500])))
+                out.update({id: report for id, report in rows})
+        return out
+
+    def status_counts(self) -> dict[str, int]:
+        """Submissions per state, every state present."""
+        with self._session(write=False) as s:
+            rows = s.execute(select(Submission.state, func.count()).group_by(Submission.state)).all()
+        counts = {str(st): 0 for st in State}
+        counts.update({state: n for state, n in rows})
+        return counts
+
+    def recent_failures(self, limit: int = 10) -> list[Submission]:
+        """The latest ungradable submissions, newest first."""
+        with self._session(write=False) as s:
+            return list(s.scalars(select(Submission).where(Submission.state == State.UNGRADABLE)
+                                  .order_by(Submission.finished_at.desc().nulls_last(), Submission.id.desc())
+                                  .limit(limit)))
+
+    # -- outbox of GitLab posts -----------------------------------------------------------------
+
+    def add_post(self, submission_id: int, kind: str, payload: dict) -> PendingPost:
+        if kind not in POST_KINDS:
+            raise ValueError(f"kind must be one of {POST_KINDS}, not {kind!r}")
+        now = utcnow()
+        with self._session() as s:
+            post = PendingPost(submission_id=submission_id, kind=kind, payload=payload, attempts=0,
+                               next_attempt_at=now, created_at=now)
+            s.add(post)
+            s.flush()
+        return post
+
+    def due_posts(self, now: datetime, limit: int = 50, *, lease: timedelta | None = None) -> list[PendingPost]:
+        """Undelivered posts whose time has come, earliest first.
+
+        Posts of one submission and kind go out in the order they were added: a post is not due
+        while an earlier one of the same submission and kind is undelivered (a retried `pending`
+        status can never land after `success`).
+
+        `lease`: claim the returned posts — their next attempt moves to now + lease in the same
+        transaction, so a concurrent caller does not get them; `post_delivered`/`post_failed`
+        settle them, and a caller that dies leaves them due again after the lease.
+        """
+        earlier = aliased(PendingPost)
+        blocked = exists().where(earlier.submission_id == PendingPost.submission_id, earlier.kind == PendingPost.kind,
+                                 earlier.id < PendingPost.id, earlier.delivered_at.is_(None),
+                                 earlier.abandoned_at.is_(None))
+        q = (select(PendingPost)
+             .where(PendingPost.delivered_at.is_(None), PendingPost.abandoned_at.is_(None),
+                    PendingPost.next_attempt_at <= now, ~blocked)
+             .order_by(PendingPost.next_attempt_at, PendingPost.id).limit(limit))
+        if lease is None:
+            with self._session(write=False) as s:
+                return list(s.scalars(q))
+        if self.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True, of=PendingPost)
+        with self._session() as s:
+            posts = list(s.scalars(q))
+            if posts:
+                s.execute(update(PendingPost).where(PendingPost.id.in_([p.id for p in posts]))
+                          .values(next_attempt_at=now + lease))
+        return posts
+
+    def post_delivered(self, id: int) -> bool:
+        with self._session() as s:
+            result = s.execute(update(PendingPost).where(PendingPost.id == id, PendingPost.delivered_at.is_(None))
+                               .values(delivered_at=utcnow(), last_error=None))
+            return result.rowcount == 1
+
+    def post_failed(self, id: int, error: str, next_attempt_at: datetime) -> None:
+        with self._session() as s:
+            s.execute(update(PendingPost).where(PendingPost.id == id, PendingPost.delivered_at.is_(None))
+                      .values(attempts=PendingPost.attempts + 1, last_error=error, next_attempt_at=next_attempt_at))
+
+    def post_abandoned(self, id: int, error: str) -> None:
+        """Gives a post up for good (GitLab refused it for a reason retrying cannot fix)."""
+        with self._session() as s:
+            s.execute(update(PendingPost).where(PendingPost.id == id, PendingPost.delivered_at.is_(None))
+                      .values(attempts=PendingPost.attempts + 1, last_error=error, abandoned_at=utcnow()))
+
+    def get_post(self, id: int) -> PendingPost | None:
+        with self._session(write=False) as s:
+            return s.get(PendingPost, id)
+
+    def undelivered_count(self) -> int:
+        with self._session(write=False) as s:
+            return s.scalar(select(func.count()).select_from(PendingPost)
+                            .where(PendingPost.delivered_at.is_(None), PendingPost.abandoned_at.is_(None))) or 0
+
+
+# -- engine -------------------------------------------------------------------------------------
+
+
+def _first_line(e: BaseException | None) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def _parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"database URL {url.split('@')[-1]!r} is not a URL; set GRADER_DATABASE_URL to e.g. "
+                          "sqlite:///grader.db or postgresql://user@host/db") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(f"database URL {parsed.render_as_string(hide_password=True)}: only sqlite:// and "
+                          "postgresql:// are supported; check GRADER_DATABASE_URL")
+    return parsed
+
+
+def _create_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "postgresql":
+        connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_S}
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    memory = url.database in (None, "", ":memory:")
+    if memory:
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        if not url.query.get("uri"):
+            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver's own BEGIN handling off: ours below
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get("grader_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,84 @@
+"""The Celery app and its thin tasks: ids in, the service does the work.
+
+Settings that keep jobs from being lost: a task is acknowledged only when it finished
+(`acks_late`), requeued if its worker dies (`task_reject_on_worker_lost`), one task per worker
+process at a time (`worker_prefetch_multiplier=1`), and the broker's visibility timeout is
+longer than the longest job, so Redis does not hand a running job to a second worker.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from celery import Celery, Task
+
+from grader.config import get_settings
+from grader.errors import GraderError
+
+settings = get_settings()
+HARD_LIMIT_S = settings.job_timeout_s + 300  # the pipeline's own watchdog fires first
+
+app = Celery("grader", broker=settings.broker_url)
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_time_limit=HARD_LIMIT_S,
+    broker_transport_options={"visibility_timeout": HARD_LIMIT_S + 600},
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+
+
+@lru_cache(maxsize=1)
+def service():
+    """One per worker process: the store's connection pool and the GitLab session are reused."""
+    from grader.gitlab import GitLab
+    from grader.service import Service
+    from grader.store import Store
+
+    s = get_settings()
+    s.require("gitlab_url", "gitlab_token")
+    return Service(s, Store(s.database_url), GitLab(s.gitlab_url, s.gitlab_token))
+
+
+class GraderTask(Task):
+    """Retries infrastructure failures with backoff; never retries a student's verdict."""
+
+    autoretry_for = (GraderError,)
+    max_retries = 3
+    retry_backoff = 30
+    retry_backoff_max = 600
+    retry_jitter = True
+
+
+@app.task(base=GraderTask, bind=True, name="grader.grade")
+def grade_submission(self: Task, submission_id: int) -> None:
+    try:
+        service().grade(submission_id)
+    except GraderError as exc:
+        if self.request.retries >= self.max_retries:
+            service().give_up(submission_id, str(exc))
+            return
+        service().store.requeue_running(submission_id)  # the retry must find it queued again
+        raise
+    finally:
+        deliver_posts.delay()
+
+
+@app.task(name="grader.deliver", ignore_result=True)
+def deliver_posts() -> None:
+    """Posts due statuses and comments; reschedules itself while GitLab is unavailable."""
+    waiting = service().deliver_due()
+    if waiting:
+        deliver_posts.apply_async(countdown=5)
+
+
+def enqueue(submission_id: int) -> None:
+    """Called by the webhook: the pending status goes out first, then the grading."""
+    service().accept(submission_id)
+    deliver_posts.delay()
+    grade_submission.delay(submission_id)
