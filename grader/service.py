@@ -14,7 +14,7 @@ from grader import assignment as assignment_mod
 from grader import report as report_mod
 from grader.config import Settings
 from grader.errors import GraderError, SubmissionError
-from grader.gitlab import GitLab, GitLabUnavailable
+from grader.gitlab import GitLab
 from grader.sources import Workspace, extract_archive
 from grader.store import Store
 
@@ -115,12 +115,11 @@ class Service:
                 else:
                     self.gitlab.post_comment(sub.project_id, sub.sha, post.payload["note"])
             except GraderError as exc:  # GitLab down or refusing: keep it, try later
+                # The store hands out one post per submission and kind at a time, so a later status
+                # never overtakes this one; each post in the batch is tried (and leased) once.
                 wait = min(MAX_BACKOFF, timedelta(seconds=2 ** min(post.attempts, 11)))
                 self.store.post_failed(post.id, str(exc), now + wait)
                 log.warning("post %s for submission %s failed (%s); retry in %s", post.id, sub.id, exc, wait)
-                if not isinstance(exc, GitLabUnavailable):
-                    continue
-                break  # GitLab is down: the rest would fail the same way
             else:
                 self.store.post_delivered(post.id)
         return len(self.store.due_posts(datetime.now(UTC) + MAX_BACKOFF, limit))

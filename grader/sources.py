@@ -15,9 +15,10 @@ may write outside `dest`, replace what it wrote, or exhaust the grader's disk, m
   repository root (absolute, `..` too far, a loop); a hard link must name an earlier file;
 - devices, FIFOs, sockets and unknown entry types are refused; modes lose setuid, setgid, sticky
   and group/other write bits, directories are always 0755;
-- tar headers are read through a guard that refuses any single header read over 1 MiB (a pax or
-  GNU long-name header is otherwise read into memory whole) and stops decompressing once more
-  bytes came out than data within the caps plus headers could need;
+- tar headers are read through a guard that refuses any single header read over 64 KiB (a pax or
+  GNU long-name header is otherwise read into memory whole) and any sparse file (whose maps
+  tarfile builds in memory from an unbounded chain of blocks), and stops decompressing once more
+  bytes came out than data within the caps plus headers could need; parsed members are not kept;
 - zip entries must be stored or deflated (zipfile inflates bzip2 and lzma without a bound).
 
 `tarfile.data_filter` runs on every tar member as a second opinion; the copies, the modes and the
@@ -38,7 +39,7 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,18 +49,20 @@ from typing import IO, BinaryIO, TypeVar
 from grader.errors import GraderError, SubmissionError
 
 CHUNK = 256 * 1024  # one read of file data
-MAX_HEADER_READ = 1024 * 1024  # a single tar header read (pax, GNU long name) above this is hostile
+MAX_HEADER_READ = 64 * 1024  # a single tar header read (pax, GNU long name) above this is hostile
 HEADER_ALLOWANCE = 8 * 1024  # per entry: tar header blocks, pax records and padding beyond the data
 MAX_NAME_BYTES = 255  # one path component (NAME_MAX)
 MAX_PATH_BYTES = 2048  # a whole path inside the archive; dest's own path must still fit PATH_MAX
 MAX_DEPTH = 128  # nesting; also keeps the recursive rmtree far from Python's recursion limit
 MAX_LINK_TARGET_BYTES = 4095
 MAX_LINK_HOPS = 40  # like the kernel's ELOOP limit
+MAX_LINK_STEPS = 512  # path components walked to resolve one symlink, however they are chained
 
 _MAGIC_ZIP = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _MAGIC_GZIP = b"\x1f\x8b"
 _MAGIC_BZIP2 = b"BZh"
 _MAGIC_XZ = b"\xfd7zXZ\x00"
+_PAX_SPARSE = re.compile(rb"(?:^|\n)\d+ GNU\.sparse\.")  # a pax record "<length> GNU.sparse.<key>=..."
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}
 _DECOMPRESSION_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError)
 _READ_ERRORS = (
@@ -175,6 +178,7 @@ class _Extractor:
         self.made: set[tuple[str, ...]] = {()}  # directories created on disk
         self.symlinks: dict[tuple[str, ...], str] = {}
         self.links: list[_Entry] = []  # created last, in archive order
+        self.guard: _TarGuard | None = None
         self.count = 0
         self.top: str | None = None  # the top directory all entries so far share, left out of messages
         self.top_known = False
@@ -193,7 +197,7 @@ class _Extractor:
         else:
             label, inner = "plain", src
         budget = self.max_bytes + HEADER_ALLOWANCE * (self.max_files + 1) + MAX_HEADER_READ
-        stream = _TarGuard(inner, budget)
+        stream = self.guard = _TarGuard(inner, budget)
         try:
             try:
                 tf = tarfile.open(fileobj=stream, mode="r:", encoding="utf-8", errors="surrogateescape")
@@ -226,6 +230,7 @@ class _Extractor:
                 raise _refuse(f"corrupt archive{after} ({_oneline(err)})") from None
             if member is None:
                 return
+            tf.members.clear()  # tarfile keeps every member it parsed; we need none of them
             last = member.name
             self._count(member.name)
             entry = self._tar_entry(member)
@@ -242,6 +247,8 @@ class _Extractor:
     def _tar_entry(self, m: tarfile.TarInfo) -> _Entry:
         name = m.name
         parts = _parts(name, self._name(name))
+        if m.sparse is not None:
+            raise _refuse(f"entry {self._name(name)} is a sparse file; sparse files are not accepted")
         if m.isreg():
             return _Entry(name, parts, FILE, size=m.size, mode=_file_mode(m.mode))
         if m.isdir():
@@ -269,6 +276,7 @@ class _Extractor:
 
     def _zip_members(self, zf: zipfile.ZipFile) -> None:
         infos = zf.infolist()
+        self.top, self.top_known = _common_top(info.filename for info in infos), True
         if len(infos) > self.max_files:
             self._count_over(infos[self.max_files].filename)
         for info in infos:
@@ -388,21 +396,27 @@ class _Extractor:
                 raise _refuse(f"symlink {self._name(e.name)} -> {_show(t)} {why}; make it point inside, or remove it")
             return
         if ".." in t.split("/"):
-            raise _refuse(f"hard link {self._name(e.name)} -> {_show(t)} points outside the repository")
+            raise _refuse(f"hard link {self._name(e.name)} -> {self._name(t)} points outside the repository")
         target = _parts(t)
         if self.tree.get(target) not in (FILE, HARDLINK):
-            raise _refuse(f"hard link {self._name(e.name)} -> {_show(t)} does not name an earlier file of the archive")
+            raise _refuse(
+                f"hard link {self._name(e.name)} -> {self._name(t)} does not name an earlier file of the archive"
+            )
 
     def _escapes(self, start: tuple[str, ...], target: str, root: tuple[str, ...]) -> str | None:
         """Why following `target` from the directory `start` would leave `root`, or None.
 
         Resolves through the archive's own symlinks (the tree on disk will be exactly the archive),
         and lexically through everything else: a path may never climb above `root`, even if it
-        would come back, and a chain of more than MAX_LINK_HOPS links counts as a loop."""
+        would come back, and a chain of more than MAX_LINK_HOPS links counts as a loop. The walk is
+        bounded (MAX_LINK_STEPS), so thousands of links with long targets cost little."""
         cur = list(start)
         pending = list(reversed(target.split("/")))
-        hops = 0
+        hops = steps = 0
         while pending:
+            steps += 1
+            if steps > MAX_LINK_STEPS:
+                return f"goes through more than {MAX_LINK_STEPS} path components"
             part = pending.pop()
             if part in ("", "."):
                 continue
@@ -467,7 +481,7 @@ class _Extractor:
             if src is None:
                 raise _refuse(f"entry {self._name(e.name)} has no data")
             while True:
-                with self._reading(e.name):
+                with self._reading(e.name), self._data():
                     chunk = src.read(CHUNK)
                 if not chunk:
                     break
@@ -486,15 +500,28 @@ class _Extractor:
             os.close(fd)
         self.written += size
 
+    @contextmanager
+    def _data(self) -> Iterator[None]:
+        """Tells the tar guard that what is read now is a member's data, not headers."""
+        if self.guard is None:
+            yield
+            return
+        self.guard.in_data = True
+        try:
+            yield
+        finally:
+            self.guard.in_data = False
+
     def _file_too_big(self, e: _Entry, size: int, more: bool = False) -> None:
+        over = "over " if more else ""
         raise _refuse(
-            f"file {self._name(e.name)} is {'over ' if more else ''}{_mib(size)}, above the {_mib(self.max_file_bytes)}"
-            " limit for one file; remove it from the repository (large data and binaries do not belong there)"
+            f"file {self._name(e.name)} is {over}{_size(size)}, above the {_size(self.max_file_bytes)} limit"
+            " for one file; remove it from the repository (large data and binaries do not belong there)"
         )
 
     def _total_too_big(self, e: _Entry) -> None:
         raise _refuse(
-            f"the archive unpacks to more than {_mib(self.max_bytes)} (passed at {self._name(e.name)});"
+            f"the archive unpacks to more than {_size(self.max_bytes)} (passed at {self._name(e.name)});"
             " remove large or generated files from the repository"
         )
 
@@ -526,7 +553,9 @@ class _Extractor:
             else:
                 target = _parts(e.target)
                 if target[: len(root)] != root:
-                    raise _refuse(f"hard link {self._name(e.name)} -> {_show(e.target)} points outside the repository")
+                    raise _refuse(
+                        f"hard link {self._name(e.name)} -> {self._name(e.target)} points outside the repository"
+                    )
                 self._fs(lambda a, b: os.link(a, b, follow_symlinks=False), self.dest.joinpath(*target), path)
         return self.dest.joinpath(*root)
 
@@ -540,10 +569,11 @@ class _TarGuard:
         self.inner = inner
         self.budget = budget
         self.work = 0
+        self.in_data = False  # set while our copy loop reads a member's data; else tarfile reads headers
 
     def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0 or size > MAX_HEADER_READ:
-            raise _StreamError(f"a tar header larger than {_mib(MAX_HEADER_READ)}")
+        if size is None or size < 0 or size > (CHUNK if self.in_data else MAX_HEADER_READ):
+            raise _StreamError(f"a tar header larger than {_size(MAX_HEADER_READ)}")
         try:
             data = self.inner.read(size)
         except (GraderError, SubmissionError):
@@ -551,6 +581,8 @@ class _TarGuard:
         except _DECOMPRESSION_ERRORS as err:
             raise _StreamError(f"corrupt compressed data ({_oneline(err)})") from None
         self._spend(len(data))
+        if not self.in_data and _is_sparse_header(data):
+            raise _StreamError("a sparse file (GNU sparse headers are not accepted)")
         return data
 
     def seek(self, pos: int, whence: int = 0) -> int:
@@ -571,7 +603,14 @@ class _TarGuard:
     def _spend(self, n: int) -> None:
         self.work += n
         if self.work > self.budget:
-            raise _StreamError(f"more than {_mib(self.budget)} of decompressed headers and data")
+            raise _StreamError(f"more than {_size(self.budget)} of decompressed headers and data")
+
+
+def _is_sparse_header(data: bytes) -> bool:
+    """A GNU sparse member's header block, or pax records describing a sparse file."""
+    if len(data) == tarfile.BLOCKSIZE and data[257:262] == b"ustar" and data[156:157] == tarfile.GNUTYPE_SPARSE:
+        return True
+    return _PAX_SPARSE.search(data) is not None
 
 
 class _OurFile(io.RawIOBase):
@@ -652,6 +691,21 @@ def _parts(name: str, shown: str | None = None) -> tuple[str, ...]:
     return parts
 
 
+def _common_top(names: Iterable[str]) -> str | None:
+    """The first path component all names share, if they all lie below one (for messages)."""
+    tops = set()
+    for name in names:
+        while name.startswith("./"):
+            name = name[2:]
+        first, sep, _rest = name.partition("/")
+        if not (first and sep):
+            return None
+        tops.add(first)
+        if len(tops) > 1:
+            return None
+    return tops.pop() if tops else None
+
+
 def _file_mode(mode: int) -> int:
     """tar's data filter rule: no setuid/setgid/sticky, no group/other write, owner can read and
     write, and executable bits only if the owner's is set."""
@@ -678,8 +732,11 @@ def _oneline(value: object) -> str:
     return " ".join(str(value).split())
 
 
-def _mib(n: int) -> str:
-    return f"{n / 1024**2:.1f} MiB" if n % 1024**2 else f"{n // 1024**2} MiB"
+def _size(n: int) -> str:
+    for unit, name in ((1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB")):
+        if n >= unit:
+            return f"{n // unit} {name}" if n % unit == 0 else f"{n / unit:.1f} {name}"
+    return f"{n} bytes"
 
 
 def _prepare(dest: Path) -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,3 +18,47 @@ BROKEN = FIXTURES / "broken"
 @pytest.fixture(scope="session")
 def reference_source() -> Path:
     return REFERENCE_SOURCE
+
+
+# -- PostgreSQL: one database `grader_test_<random>` per run, one schema per test ------------------
+PG_ADMIN = os.environ.get("GRADER_TEST_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+PG_HOST = os.environ.get("GRADER_TEST_PG_HOST", "postgres@127.0.0.1:5432")
+
+
+def _admin_connection():
+    import psycopg
+
+    return psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh database for this test run; its name."""
+    try:
+        admin = _admin_connection()
+    except Exception as e:  # noqa: BLE001 - any failure to reach the server means: no PostgreSQL here
+        pytest.fail(f"PostgreSQL unreachable ({PG_ADMIN}): {e}; start it (see .ci/run)")
+    name = f"grader_test_{secrets.token_hex(6)}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with _admin_connection() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> Iterator[str]:
+    """A URL whose connections work in a schema of their own, created for this test."""
+    import psycopg
+
+    schema = f"t_{secrets.token_hex(6)}"
+    admin_db = f"host=127.0.0.1 port=5432 user=postgres dbname={pg_database}"
+    with psycopg.connect(admin_db, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield f"postgresql+psycopg://{PG_HOST}/{pg_database}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(admin_db, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+

@@ -18,6 +18,7 @@ import tracemalloc
 import warnings
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -119,6 +120,11 @@ def files_under(root: Path) -> dict[str, bytes]:
     }
 
 
+def shown(name: str) -> str:
+    """An entry as messages name it: quoted, its path in the repository (GitLab's top directory left out)."""
+    return f"'{name.removeprefix(TOP + '/')}'"
+
+
 def refused(archive: bytes | Path, dest: Path, **limits: int) -> str:
     """The one-line SubmissionError message; dest must be gone or left empty."""
     existed = dest.is_dir()
@@ -133,34 +139,39 @@ def refused(archive: bytes | Path, dest: Path, **limits: int) -> str:
     return message
 
 
-# --- bombs: long runs of zeros, deflated without being compressed ------------------------------
+# --- bombs: long repeated runs, deflated without being compressed ----------------------------
 
 ZERO_MIB = bytes(MiB)
 
 
-class ZeroDeflater:
-    """Raw deflate of small byte strings and long runs of zeros. After a full flush the compressor
-    starts afresh, so each MiB of zeros deflates to the very same ~1 KiB, which is simply repeated:
-    a GiB of zeros is written in a fraction of a second, and never held."""
+class Deflater:
+    """Raw deflate of small byte strings and long repetitions of a chunk. After a full flush the
+    compressor starts afresh, so a chunk always deflates to the very same bytes, which are simply
+    repeated: a GiB of zeros is written in a fraction of a second, and never held."""
 
     def __init__(self, out: BinaryIO) -> None:
         self.out, self.crc, self.size = out, 0, 0
         self.c = zlib.compressobj(9, zlib.DEFLATED, -15)
-        probe = zlib.compressobj(9, zlib.DEFLATED, -15)
-        probe.compress(b"start")
-        probe.flush(zlib.Z_FULL_FLUSH)
-        self.mib = probe.compress(ZERO_MIB) + probe.flush(zlib.Z_FULL_FLUSH)
-        assert probe.compress(ZERO_MIB) + probe.flush(zlib.Z_FULL_FLUSH) == self.mib
+        self.packed: dict[bytes, bytes] = {}
 
     def data(self, chunk: bytes) -> None:
         self.out.write(self.c.compress(chunk) + self.c.flush(zlib.Z_FULL_FLUSH))
         self.crc, self.size = zlib.crc32(chunk, self.crc), self.size + len(chunk)
 
+    def repeat(self, chunk: bytes, times: int) -> None:
+        if chunk not in self.packed:
+            probe = zlib.compressobj(9, zlib.DEFLATED, -15)
+            probe.compress(b"start")
+            probe.flush(zlib.Z_FULL_FLUSH)
+            self.packed[chunk] = probe.compress(chunk) + probe.flush(zlib.Z_FULL_FLUSH)
+            assert probe.compress(chunk) + probe.flush(zlib.Z_FULL_FLUSH) == self.packed[chunk]
+        for _ in range(times):
+            self.out.write(self.packed[chunk])
+            self.crc, self.size = zlib.crc32(chunk, self.crc), self.size + len(chunk)
+
     def zeros(self, n: int) -> None:
         whole, rest = divmod(n, MiB)
-        for _ in range(whole):
-            self.out.write(self.mib)
-            self.crc, self.size = zlib.crc32(ZERO_MIB, self.crc), self.size + MiB
+        self.repeat(ZERO_MIB, whole)
         if rest:
             self.data(bytes(rest))
 
@@ -168,23 +179,48 @@ class ZeroDeflater:
         self.out.write(self.c.flush(zlib.Z_FINISH))
 
 
-def write_gzip_tar(path: Path, members: list[tuple[tarfile.TarInfo, int]]) -> None:
-    """A tar.gz of headers each followed by that many zero bytes of data."""
+def write_gzip(path: Path, content: Callable[[Deflater], None]) -> None:
     with path.open("wb") as out:
         out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03")  # gzip header: deflate, no name, unix
-        d = ZeroDeflater(out)
+        d = Deflater(out)
+        content(d)
+        d.finish()
+        out.write(struct.pack("<II", d.crc, d.size & 0xFFFFFFFF))
+
+
+def write_gzip_tar(path: Path, members: list[tuple[tarfile.TarInfo, int]]) -> None:
+    """A tar.gz of headers each followed by that many zero bytes of data."""
+
+    def content(d: Deflater) -> None:
         for info, size in members:
             d.data(info.tobuf(tarfile.USTAR_FORMAT))
             d.zeros(size + (-size % tarfile.BLOCKSIZE))
         d.zeros(2 * tarfile.BLOCKSIZE)  # end of archive
-        d.finish()
-        out.write(struct.pack("<II", d.crc, d.size & 0xFFFFFFFF))
+
+    write_gzip(path, content)
+
+
+def gnu_sparse_header(name: str, extended: bool) -> bytes:
+    """A GNU sparse ('S') header block; `extended`: sparse-map extension blocks follow it."""
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.GNUTYPE_SPARSE
+    block = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+    assert len(block) == tarfile.BLOCKSIZE
+    block[482] = int(extended)
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+def sparse_extension(more: bool) -> bytes:
+    """21 (offset, size) pairs, and whether another extension block follows."""
+    return (b"00000000001\0" * 2 * 21 + bytes([more])).ljust(tarfile.BLOCKSIZE, b"\0")
 
 
 def write_zip_bomb(path: Path, name: str, size: int) -> None:
     """One deflated entry of `size` zeros, its sizes and CRC all honest."""
     buf = io.BytesIO()
-    d = ZeroDeflater(buf)
+    d = Deflater(buf)
     d.zeros(size)
     d.finish()
     data, raw = buf.getvalue(), name.encode()
@@ -222,7 +258,17 @@ def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     write_gzip_tar(pax, [(directory(TOP)[0], 0), (header, GiB), (file_header(f"{TOP}/after.txt", 0), 0)])
     zipped = base / "one-gib-file.zip"
     write_zip_bomb(zipped, f"{TOP}/zeros.bin", GiB)
-    return {"one": one, "many": many, "pax": pax, "zip": zipped}
+    sparse = base / "sparse-map-chain.tar.gz"
+
+    def chain(d: Deflater) -> None:  # 64 MiB of sparse map: 2.8 million pairs tarfile would keep as tuples
+        d.data(directory(TOP)[0].tobuf(tarfile.USTAR_FORMAT))
+        d.data(gnu_sparse_header(f"{TOP}/h", extended=True))
+        d.repeat(sparse_extension(more=True) * (MiB // tarfile.BLOCKSIZE), 64)
+        d.data(sparse_extension(more=False))
+        d.zeros(2 * tarfile.BLOCKSIZE)
+
+    write_gzip(sparse, chain)
+    return {"one": one, "many": many, "pax": pax, "zip": zipped, "sparse": sparse}
 
 
 def refused_quickly_and_small(archive: Path, dest: Path, **limits: int) -> str:
@@ -405,6 +451,7 @@ HOSTILE_TAR = {
         "outside",
     ),
     "symlink loop": ([symlink(f"{TOP}/a", "b"), symlink(f"{TOP}/b", "a")], f"{TOP}/a", "loop"),
+    "symlink too long to walk": ([symlink(f"{TOP}/far", "./" * 600 + "ok.txt")], f"{TOP}/far", "more than 512"),
     "hard link to an absolute path": ([hardlink(f"{TOP}/h", "/etc/passwd")], f"{TOP}/h", "absolute"),
     "hard link leaving the archive": ([hardlink(f"{TOP}/h", "../outside.txt")], f"{TOP}/h", "outside"),
     "hard link to nothing in the archive": ([hardlink(f"{TOP}/h", f"{TOP}/missing")], f"{TOP}/h", "earlier file"),
@@ -438,15 +485,22 @@ def test_a_hostile_tar_entry_is_refused_by_name_and_nothing_is_left(tmp_path: Pa
     # good entries first, so there is something written to take back
     archive = make_tar([directory(TOP), reg(f"{TOP}/ok.txt", b"fine\n"), *members, reg(f"{TOP}/later.txt", b"x")])
     message = refused(archive, tmp_path / "src")
-    assert f"'{name}'" in message and reason in message
+    assert shown(name) in message and reason in message
     assert list(tmp_path.iterdir()) == []  # nothing escaped next to dest either
+
+
+def test_messages_name_entries_as_in_the_repository_on_one_line(tmp_path: Path):
+    archive = make_tar(repository() + [symlink(f"{TOP}/app/bad\nname", "/etc/passwd")])
+    message = refused(archive, tmp_path / "src")  # which also checks: one line
+    assert "symlink 'app/bad\\nname' points to the absolute path '/etc/passwd'" in message
+    assert TOP not in message
 
 
 def test_a_refused_archive_leaves_an_existing_destination_empty(tmp_path: Path):
     dest = tmp_path / "src"
     dest.mkdir()
     message = refused(make_tar(repository() + [symlink(f"{TOP}/passwd", "/etc/passwd")]), dest)
-    assert f"'{TOP}/passwd'" in message
+    assert "'passwd'" in message
     assert dest.is_dir()
 
 
@@ -477,7 +531,7 @@ def test_an_archive_over_a_limit_is_refused_naming_the_entry_that_passed_it(tmp_
     members, limits, name, reason = LIMITED[case]
     archive = make_tar([directory(TOP), reg(f"{TOP}/ok.txt", b"fine\n"), *members])
     message = refused(archive, tmp_path / "src", **limits)
-    assert f"'{name}'" in message and reason in message
+    assert shown(name) in message and reason in message
 
 
 def test_exactly_at_the_limits_is_accepted(tmp_path: Path):
@@ -513,13 +567,13 @@ def test_a_hostile_zip_entry_is_refused_by_name_and_nothing_is_left(tmp_path: Pa
     entries, name, reason = HOSTILE_ZIP[case]
     archive = make_zip([zentry(f"{TOP}/ok.txt", b"fine\n"), *entries, zentry(f"{TOP}/later.txt", b"x")])
     message = refused(archive, tmp_path / "src")
-    assert f"'{name}'" in message and reason in message
+    assert shown(name) in message and reason in message
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_zip_with_too_many_entries_is_refused_before_anything_is_written(tmp_path: Path):
     archive = make_zip([zentry(f"{TOP}/f{i}.txt", b"x") for i in range(8)])
-    assert f"'{TOP}/f5.txt'" in refused(archive, tmp_path / "src", max_files=5)
+    assert "'f5.txt'" in refused(archive, tmp_path / "src", max_files=5)
 
 
 def test_a_zip_entry_whose_declared_size_understates_its_data_is_refused_as_corrupt(tmp_path: Path):
@@ -530,7 +584,7 @@ def test_a_zip_entry_whose_declared_size_understates_its_data_is_refused_as_corr
     struct.pack_into("<I", archive, local + 22, 1000)  # uncompressed size: 1000, not 100 000
     struct.pack_into("<I", archive, central + 24, 1000)
     message = refused(bytes(archive), tmp_path / "src")
-    assert f"'{TOP}/liar.bin'" in message and "corrupt" in message
+    assert "'liar.bin'" in message and "corrupt" in message
 
 
 NOT_ARCHIVES = {
@@ -555,35 +609,89 @@ def test_what_is_not_a_whole_archive_is_the_students_error(tmp_path: Path, case:
 def test_a_gzip_bomb_of_one_huge_file_is_stopped_quickly_in_little_memory(tmp_path: Path, bombs: dict[str, Path]):
     assert bombs["one"].stat().st_size < 2 * MiB  # a GiB of zeros, really compressed
     message = refused_quickly_and_small(bombs["one"], tmp_path / "src", max_bytes=10 * MiB, max_file_bytes=2 * GiB)
-    assert f"'{TOP}/zeros.bin'" in message and "more than 10 MiB" in message
+    assert "'zeros.bin'" in message and "more than 10 MiB" in message
 
 
 def test_a_gzip_bomb_of_many_honest_files_stops_at_the_first_one_past_the_cap(tmp_path: Path, bombs: dict[str, Path]):
     message = refused_quickly_and_small(
         bombs["many"], tmp_path / "src", max_bytes=10 * MiB, max_files=2000, max_file_bytes=2 * MiB
     )
-    assert f"'{TOP}/part-0010.bin'" in message  # parts 0..9 are exactly 10 MiB
+    assert "'part-0010.bin'" in message  # parts 0..9 are exactly 10 MiB
 
 
 def test_a_gigantic_tar_header_is_refused_without_reading_it_into_memory(tmp_path: Path, bombs: dict[str, Path]):
     message = refused_quickly_and_small(bombs["pax"], tmp_path / "src", max_bytes=2 * GiB, max_file_bytes=2 * GiB)
-    assert "header larger than 1 MiB" in message and f"'{TOP}'" in message  # the entry it follows
+    assert "header larger than 64 KiB" in message and f"'{TOP}'" in message  # the entry it follows
 
 
 def test_headers_decompressing_past_what_the_limits_allow_are_refused(tmp_path: Path):
     members = [directory(TOP)]
     for i in range(4):
         info, data = reg(f"{TOP}/f{i}.txt", b"x")
-        info.pax_headers = {"comment": "y" * 900_000}  # 900 KB of header for a one-byte file
+        info.pax_headers = {"comment": "y" * 60_000}  # 60 KB of header (under the 64 KiB per header) for one byte
         members.append((info, data))
     message = refused(make_tar(members), tmp_path / "src", max_bytes=KiB, max_files=10)
     assert "decompressed headers and data" in message
 
 
+def sparse_gnu() -> list[Member]:
+    info = tarfile.TarInfo(f"{TOP}/holes.img")
+    info.type = tarfile.GNUTYPE_SPARSE
+    return [(info, None)]
+
+
+def sparse_pax() -> list[Member]:
+    info, data = reg(f"{TOP}/GNUSparseFile.0/holes.img", b"1\n0\n4\n".ljust(512, b"\0") + b"data")
+    info.pax_headers = {
+        "GNU.sparse.major": "1",
+        "GNU.sparse.minor": "0",
+        "GNU.sparse.name": f"{TOP}/holes.img",
+        "GNU.sparse.realsize": str(GiB),
+    }
+    return [(info, data)]
+
+
+@pytest.mark.parametrize(("members", "fmt"), [(sparse_gnu, tarfile.GNU_FORMAT), (sparse_pax, tarfile.PAX_FORMAT)])
+def test_a_sparse_file_is_refused_before_tarfile_builds_its_map(tmp_path: Path, members, fmt: int):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=fmt) as tf:
+        for info, data in [directory(TOP), reg(f"{TOP}/ok.txt", b"fine\n"), *members()]:
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    assert "sparse" in refused(buf.getvalue(), tmp_path / "src")
+
+
+def test_a_chain_of_sparse_map_blocks_is_refused_at_its_first_header(tmp_path: Path, bombs: dict[str, Path]):
+    limits = Settings()  # the real defaults: their header budget alone would let the whole map be parsed
+    message = refused_quickly_and_small(
+        bombs["sparse"],
+        tmp_path / "src",
+        max_bytes=limits.max_archive_bytes,
+        max_files=limits.max_archive_files,
+        max_file_bytes=limits.max_file_bytes,
+    )
+    assert "sparse" in message
+
+
+def test_file_contents_and_names_that_look_like_tar_headers_are_only_data(tmp_path: Path):
+    header = sparse_gnu()[0][0].tobuf(tarfile.GNU_FORMAT)  # sparse header blocks (after a long name), as content
+    records = b"30 GNU.sparse.realsize=1073741824\n"
+    long_dir = "docs/" + "d" * 120 + "/"  # long enough for a pax path record
+    archive = make_tar(
+        [
+            directory(TOP),
+            reg(f"{TOP}/tests/fixture.tar", header + bytes(1024)),
+            reg(f"{TOP}/{long_dir}GNU.sparse.notes.txt", records),
+        ]
+    )
+    root = extract_archive(archive, tmp_path / "src", **LIMITS)
+    assert (root / "tests" / "fixture.tar").read_bytes() == header + bytes(1024)
+    assert (root / long_dir / "GNU.sparse.notes.txt").read_bytes() == records
+
+
 def test_a_zip_bomb_is_refused_from_its_declared_size_before_inflating(tmp_path: Path, bombs: dict[str, Path]):
     assert zipfile.ZipFile(bombs["zip"]).getinfo(f"{TOP}/zeros.bin").file_size == GiB
     message = refused_quickly_and_small(bombs["zip"], tmp_path / "src", max_bytes=10 * MiB, max_file_bytes=2 * GiB)
-    assert f"'{TOP}/zeros.bin'" in message and "more than 10 MiB" in message
+    assert "'zeros.bin'" in message and "more than 10 MiB" in message
 
 
 # --- the workspace ---------------------------------------------------------------------------

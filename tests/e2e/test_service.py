@@ -1,0 +1,160 @@
+"""The whole service, as deployed: `grader serve` and `grader worker` processes, real Redis, real
+SQLite and PostgreSQL, real git repositories behind a GitLab-compatible server, the real engine.
+
+A push event goes to the webhook; a Celery worker grades the commit; GitLab receives pending,
+running and success statuses and one comment; the scoreboard shows the grade.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from tests.conftest import REFERENCE_REPO
+from tests.support.fake_gitlab import FakeGitLab, push_hook_headers
+
+pytestmark = pytest.mark.docker
+SECRET = "e2e-webhook-secret"
+INSTANCE = f"e2e-{secrets.token_hex(4)}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def broker_url() -> Iterator[str]:
+    """An empty Redis database of our own (never flush one we did not pick)."""
+    for db in range(15, 0, -1):
+        client = redis.Redis(host="127.0.0.1", port=6379, db=db)
+        if client.dbsize() == 0 and client.set("grader-e2e-lock", INSTANCE, nx=True, ex=3600):
+            try:
+                yield f"redis://127.0.0.1:6379/{db}"
+            finally:
+                client.flushdb()
+            return
+    pytest.fail("no empty Redis database among 1..15")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'grader.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@contextmanager
+def process(args: list[str], env: dict, log: Path) -> Iterator[subprocess.Popen]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "grader.cli", *args], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@contextmanager
+def service(tmp_path: Path, gitlab: FakeGitLab, broker_url: str, database_url: str, *, worker: bool = True):
+    port = _free_port()
+    env = {**os.environ, "GRADER_GITLAB_URL": gitlab.url, "GRADER_GITLAB_TOKEN": gitlab.token,
+           "GRADER_WEBHOOK_SECRET": SECRET, "GRADER_BROKER_URL": broker_url, "GRADER_DATABASE_URL": database_url,
+           "GRADER_REPORT_BASE_URL": f"http://127.0.0.1:{port}", "GRADER_INSTANCE": INSTANCE,
+           "GRADER_WORK_DIR": str(tmp_path / "work")}
+    with process(["serve", "--port", str(port)], env, tmp_path / "serve.log"):
+        _wait_http(f"http://127.0.0.1:{port}/healthz", tmp_path / "serve.log")
+        if worker:
+            with process(["worker", "--concurrency", "1"], env, tmp_path / "worker.log"):
+                yield f"http://127.0.0.1:{port}", env
+        else:
+            yield f"http://127.0.0.1:{port}", env
+
+
+def _wait_http(url: str, log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).ok:
+                return
+        except requests.RequestException:
+            time.sleep(0.1)
+    pytest.fail(f"{url} did not answer: {log.read_text()[-2000:]}")
+
+
+def push(base: str, gitlab: FakeGitLab, project, sha: str, **headers) -> dict:
+    body = gitlab.push_payload(project, after=sha)
+    r = requests.post(f"{base}/webhooks/gitlab", json=body, headers=push_hook_headers(SECRET, **headers), timeout=5)
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+def scoreboard(env: dict) -> dict:
+    out = subprocess.run([sys.executable, "-m", "grader.cli", "scoreboard", "--format", "json"], env=env,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    return json.loads(out)
+
+
+def states(gitlab: FakeGitLab, sha: str) -> list[str]:
+    return [s.state for s in gitlab.statuses if s.sha == sha]
+
+
+def test_a_push_is_graded_and_the_grade_appears_on_the_commit(tmp_path, broker_url, database_url):
+    with FakeGitLab() as gitlab:
+        project, sha = gitlab.create_repo_project("devops-2026/ivanov-docker", tmp_path / "repos",
+                                                  source=REFERENCE_REPO)
+        with service(tmp_path, gitlab, broker_url, database_url) as (base, env):
+            answer = push(base, gitlab, project, sha)
+            FakeGitLab.wait_until(lambda: "success" in states(gitlab, sha) and gitlab.comments, timeout=300)
+            board = scoreboard(env)
+    assert states(gitlab, sha) == ["pending", "running", "success"]
+    final = gitlab.statuses[-1]
+    assert (final.name, final.description, final.coverage) == ("autograder", "5/5", 100.0)
+    assert final.target_url.endswith(f"/submissions/{answer['submission_id']}")
+    assert len(gitlab.comments) == 1 and "5/5" in gitlab.comments[0].note
+    [entry] = board["entries"]
+    assert (entry["student"], entry["project"], entry["latest_score"], entry["max_score"], entry["sha"]) == (
+        "ivanov", "devops-2026/ivanov-docker", 5.0, 5.0, sha)
+
+
+def test_newer_push_supersedes_a_queued_one_and_gitlab_outage_delays_but_loses_nothing(
+        tmp_path, broker_url, database_url):
+    with FakeGitLab() as gitlab:
+        project, old_sha = gitlab.create_repo_project("devops-2026/petrov-docker", tmp_path / "repos",
+                                                      source=REFERENCE_REPO)
+        from tests.support.fake_gitlab import commit_all
+
+        new_sha = commit_all(project.repo_dir, "second try", files={"notes.txt": "v2\n"})
+        with service(tmp_path, gitlab, broker_url, database_url, worker=False) as (base, env):
+            # Both pushes arrive before any worker runs: the older one must not be graded.
+            first = push(base, gitlab, project, old_sha)
+            push(base, gitlab, project, new_sha)
+            duplicate = push(base, gitlab, project, new_sha)
+            assert duplicate["duplicate"] is True
+            gitlab.fail_for(8, status=500, path_contains="/statuses")  # GitLab down for a while
+            with process(["worker", "--concurrency", "1"], env, tmp_path / "worker.log"):
+                FakeGitLab.wait_until(lambda: "success" in states(gitlab, new_sha) and gitlab.comments, timeout=300)
+            report = requests.get(f"{base}/submissions/{first['submission_id']}.json", timeout=5).json()
+    assert report["state"] == "superseded"
+    assert states(gitlab, old_sha) == ["pending", "canceled"]
+    assert states(gitlab, new_sha) == ["pending", "running", "success"]  # each once, in order
+    assert len(gitlab.comments) == 1
