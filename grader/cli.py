@@ -203,6 +203,73 @@ def worker(
 
 
 @app.command()
+def grade(
+    project: Annotated[str, typer.Argument(help="The GitLab project: id, namespace/path or URL.")],
+    sha: Annotated[str | None, typer.Option(help="Commit to grade. Default: the head of the default branch.")] = None,
+    post: Annotated[bool, typer.Option("--post/--no-post", help="Post the status and report to the commit.")] = False,
+    fmt: Annotated[Format, typer.Option("--format", help="Report format.")] = Format.text,
+) -> None:
+    """Grade one GitLab project now, on this machine, and print the report (recorded in the database)."""
+    from grader.tasks import service
+
+    try:
+        svc = service()
+        ref = svc.gitlab.project(project)
+        branch = ref.default_branch or "main"
+        commit = svc.gitlab.commit_sha(ref.id, sha or branch)
+        sub_id, created = svc.record(ref, commit, branch)
+        if not created:
+            svc.store.requeue([sub_id])
+        typer.echo(f"· grading {ref.path_with_namespace} at {commit[:12]} (submission {sub_id})", err=True)
+        svc.grade(sub_id, post=post)
+        if post:
+            svc.deliver_due()
+    except GraderError as exc:
+        _fail(exc, exc.exit_code)
+    except SubmissionError as exc:
+        _fail(exc, exc.exit_code)
+    report = svc.store.get(sub_id).report
+    render = {Format.text: report_mod.render_text, Format.json: report_mod.render_json,
+              Format.markdown: report_mod.render_markdown}[fmt]
+    sys.stdout.write(render(report).rstrip("\n") + "\n" if report.get("variants") else f"{report.get('error')}\n")
+
+
+@app.command(name="grade-group")
+def grade_group(
+    group: Annotated[str, typer.Argument(help="The GitLab group (id or full path); subgroups included.")],
+) -> None:
+    """Queue every project of a group for grading at the head of its default branch."""
+    from rich.progress import track
+
+    from grader.tasks import enqueue, service
+
+    try:
+        svc = service()
+        projects = svc.gitlab.group_projects(group)
+        queued = skipped = 0
+        for ref in track(projects, description=f"queueing {len(projects)} project(s)", console=_stderr()):
+            try:
+                commit = svc.gitlab.commit_sha(ref.id, ref.default_branch or "main")
+            except (GraderError, SubmissionError) as exc:  # an empty project has no commit: say so, go on
+                typer.echo(f"  skipped {ref.path_with_namespace}: {exc}", err=True)
+                skipped += 1
+                continue
+            sub_id, created = svc.record(ref, commit, ref.default_branch or "main")
+            if created:
+                enqueue(sub_id)
+                queued += 1
+    except GraderError as exc:
+        _fail(exc, exc.exit_code)
+    typer.echo(f"queued {queued}, already graded or queued {len(projects) - queued - skipped}, skipped {skipped}")
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@app.command()
 def scoreboard(
     fmt: Annotated[str, typer.Option("--format", help="json (versioned schema) or csv.")] = "json",
 ) -> None:

@@ -111,6 +111,12 @@ class GitLab:
             p = self._gl.projects.get(ref, **_NO_RETRY)
         return self._ref(p)
 
+    def commit_sha(self, project_id: int, ref: str) -> str:
+        """The full SHA of `ref` (a branch, tag or SHA) in the project."""
+        with self._translating(f"reading commit {ref}", project_id=project_id, sha=ref):
+            commit = self._gl.projects.get(project_id, lazy=True).commits.get(ref, **_NO_RETRY)
+        return commit.id
+
     def group_projects(self, group: str) -> list[ProjectRef]:
         """Every unarchived project in `group` (id or full path) and its subgroups, all pages, by id.
 

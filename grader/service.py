@@ -38,8 +38,19 @@ class Service:
         self.assignment = assignment_mod.load(getattr(settings, "assignment_file", None))
 
     # -- grading -----------------------------------------------------------------------------
-    def grade(self, submission_id: int) -> Outcome:
-        """Grades one queued submission; GraderError propagates so the task can retry it."""
+    def record(self, project, sha: str, branch: str) -> tuple[int, bool]:
+        """A submission the instructor asked for (no push event): its id, and whether it is new."""
+        received = datetime.now(UTC)
+        late = self.settings.deadline is not None and received > self.settings.deadline
+        sub, created = self.store.record_push(
+            project_id=project.id, project_path=project.path_with_namespace,
+            student=project.path_with_namespace.rsplit("/", 1)[-1], sha=sha, ref=f"refs/heads/{branch}",
+            event_uuid=None, received_at=received, late=late)
+        return sub.id, created
+
+    def grade(self, submission_id: int, *, post: bool = True) -> Outcome:
+        """Grades one queued submission; GraderError propagates so the task can retry it.
+        `post=False` (instructor's dry run) leaves GitLab untouched."""
         from grader.engine import Engine
         from grader.pipeline import grade
 
@@ -48,7 +59,8 @@ class Service:
         if not self.store.start(submission_id, stale_after=stale):
             return Outcome("skipped")  # superseded, or already taken by another worker
         sub = self.store.get(submission_id)
-        self._status(sub, "running", "grading…")
+        if post:
+            self._status(sub, "running", "grading…")
         try:
             with Workspace(self.settings.work_dir, f"sub-{sub.id}") as ws:
                 archive = self.gitlab.archive(sub.project_id, sub.sha)
@@ -61,7 +73,8 @@ class Service:
         except SubmissionError as exc:
             result = self._refusal(str(exc))
         self.store.finish(sub.id, result, grader.__version__)
-        self._publish(sub, result)
+        if post:
+            self._publish(sub, result)
         return Outcome("graded", result["score"])
 
     def give_up(self, submission_id: int, error: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -158,3 +159,46 @@ def test_newer_push_supersedes_a_queued_one_and_gitlab_outage_delays_but_loses_n
     assert states(gitlab, old_sha) == ["pending", "canceled"]
     assert states(gitlab, new_sha) == ["pending", "running", "success"]  # each once, in order
     assert len(gitlab.comments) == 1
+
+
+def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "grader.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+
+
+def _env(gitlab: FakeGitLab, broker_url: str, database_url: str, tmp_path: Path) -> dict:
+    return {**os.environ, "GRADER_GITLAB_URL": gitlab.url, "GRADER_GITLAB_TOKEN": gitlab.token,
+            "GRADER_WEBHOOK_SECRET": SECRET, "GRADER_BROKER_URL": broker_url, "GRADER_DATABASE_URL": database_url,
+            "GRADER_INSTANCE": INSTANCE, "GRADER_WORK_DIR": str(tmp_path / "work")}
+
+
+def test_instructor_grades_one_project_now_without_touching_gitlab(tmp_path, broker_url):
+    with FakeGitLab() as gitlab:
+        gitlab.create_repo_project("devops-2026/sidorov-docker", tmp_path / "repos", source=REFERENCE_REPO)
+        env = _env(gitlab, broker_url, f"sqlite:///{tmp_path / 'grader.db'}", tmp_path)
+        result = _cli(env, "grade", "devops-2026/sidorov-docker", "--format", "json")
+        board = json.loads(_cli(env, "scoreboard", "--format", "json").stdout)
+        csv_text = _cli(env, "scoreboard", "--format", "csv").stdout
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["score"] == 5
+    assert gitlab.statuses == [] and gitlab.comments == []  # --no-post is the default
+    assert board["entries"][0]["best_score"] == 5.0
+    header, row = csv_text.splitlines()
+    assert header.endswith(",multistage,nonroot,single")
+    assert row.startswith("devops-2026/sidorov-docker,sidorov-docker,5,5,5,")
+
+
+def test_grade_group_queues_every_project_once_and_status_shows_them(tmp_path, broker_url):
+    with FakeGitLab() as gitlab:
+        for name in ("a-docker", "b-docker"):
+            gitlab.create_repo_project(f"devops-2026/{name}", tmp_path / "repos", source=REFERENCE_REPO)
+        gitlab.add_project("devops-2026/empty-docker")  # no commits yet
+        env = _env(gitlab, broker_url, f"sqlite:///{tmp_path / 'grader.db'}", tmp_path)
+        first = _cli(env, "grade-group", "devops-2026")
+        again = _cli(env, "grade-group", "devops-2026")
+        status = _cli(env, "status")
+    assert first.returncode == 0, first.stderr
+    assert "queued 2, already graded or queued 0, skipped 1" in first.stdout
+    assert "queued 0, already graded or queued 2, skipped 1" in again.stdout
+    assert re.search(r"^submissions: .*queued 2", status.stdout, re.M), status.stdout
+    redis.Redis.from_url(broker_url).delete("celery")  # no worker here: drop the queued tasks
