@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///grader.sqlite3"  # a file in the working directory
     report_base_url: str = "http://127.0.0.1:8000"  # statuses link to {report_base_url}/submissions/{id}
     branches: list[str] = ["main", "master"]  # pushes to other branches are not graded
+    groups: list[str] = []  # when set, only projects under these group paths are graded
+    assignment_file: Path | None = None  # the rubric; default checks/assignments/counter_backend.toml
     deadline: datetime | None = None  # pushes received later are graded and marked late
     max_webhook_bytes: int = 1024 * 1024  # bigger bodies get 413
     status_name: str = "autograder"  # the commit status context shown in GitLab

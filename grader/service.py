@@ -35,7 +35,7 @@ class Service:
         self.settings = settings
         self.store = store
         self.gitlab = gitlab
-        self.assignment = assignment_mod.load(getattr(settings, "assignment_file", None))
+        self.assignment = assignment_mod.load(settings.assignment_file)
 
     # -- grading -----------------------------------------------------------------------------
     def record(self, project, sha: str, branch: str) -> tuple[int, bool]:

@@ -59,6 +59,8 @@ def create_app(settings: Settings, store: Store, enqueue: Callable[[int], None])
         if (payload.get("after") == ZERO_SHA) or payload.get("checkout_sha") is None:
             return _accepted(ignored="branch deleted")
         push = _push(payload)
+        if settings.groups and not any(push.project_path.startswith(g.rstrip("/") + "/") for g in settings.groups):
+            return _accepted(ignored=f"project {push.project_path} is not in a graded group")
         branch = push.ref.removeprefix("refs/heads/")
         if branch not in settings.branches:
             return _accepted(ignored=f"branch {branch} is not graded (graded: {', '.join(settings.branches)})")

@@ -179,6 +179,11 @@ def test_instructor_grades_one_project_now_without_touching_gitlab(tmp_path, bro
         result = _cli(env, "grade", "devops-2026/sidorov-docker", "--format", "json")
         board = json.loads(_cli(env, "scoreboard", "--format", "json").stdout)
         csv_text = _cli(env, "scoreboard", "--format", "csv").stdout
+        regrade = _cli(env, "regrade", "--project", "devops-2026/sidorov-docker")
+        status = _cli(env, "status")
+    redis.Redis.from_url(broker_url).delete("celery")  # no worker here: drop the queued regrade
+    assert "requeued 1 submission(s)" in regrade.stdout, regrade.stderr
+    assert re.search(r"^submissions: .*queued 1", status.stdout, re.M), status.stdout
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["score"] == 5
     assert gitlab.statuses == [] and gitlab.comments == []  # --no-post is the default

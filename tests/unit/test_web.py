@@ -107,3 +107,16 @@ def test_report_page_shows_the_stored_report(hook):
     page = requests.get(f"{base}/submissions/{sub_id}", timeout=5)
     assert page.status_code == 200 and "devops-2026/ivanov-docker" in page.text
     assert requests.get(f"{base}/submissions/999999", timeout=5).status_code == 404
+
+
+def test_projects_outside_the_graded_groups_are_ignored(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'grader.db'}")
+    enqueued: list[int] = []
+    settings = Settings(webhook_secret=SECRET, groups=["devops-2026"])
+    with FakeGitLab() as gitlab:
+        inside = gitlab.push_payload(gitlab.add_project("devops-2026/sub/ivanov", id=5), after=SHA)
+        outside = gitlab.push_payload(gitlab.add_project("devops-2026-old/ivanov", id=6), after=SHA)
+    with serve(create_app(settings, store, enqueued.append)) as url:
+        assert "not in a graded group" in post(url + "/webhooks/gitlab", outside).json()["ignored"]
+        assert post(url + "/webhooks/gitlab", inside).json()["duplicate"] is False
+    assert len(enqueued) == 1
