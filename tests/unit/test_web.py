@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -17,16 +19,27 @@ SECRET = "s3cret-webhook-token"
 SHA = "a" * 40
 
 
+def payloads(*paths: str) -> list[dict]:
+    """Push Hook bodies for a push of SHA to each project."""
+    with FakeGitLab() as gitlab:
+        return [gitlab.push_payload(gitlab.add_project(p, id=i), after=SHA) for i, p in enumerate(paths, 17)]
+
+
+@contextmanager
+def webhook(tmp_path, **settings) -> Iterator[tuple[str, Store, list[int]]]:
+    """(webhook URL, store, enqueued ids) of an app on a SQLite store with these settings."""
+    store = Store(f"sqlite:///{tmp_path / 'grader.db'}")
+    enqueued: list[int] = []
+    with serve(create_app(Settings(webhook_secret=SECRET, **settings), store, enqueued.append)) as url:
+        yield url + "/webhooks/gitlab", store, enqueued
+
+
 @pytest.fixture
 def hook(tmp_path):
     """(url, store, enqueued ids, a push payload) for a webhook app on a SQLite store."""
-    store = Store(f"sqlite:///{tmp_path / 'grader.db'}")
-    enqueued: list[int] = []
-    settings = Settings(webhook_secret=SECRET, branches=["main"])
-    with FakeGitLab() as gitlab:
-        payload = gitlab.push_payload(gitlab.add_project("devops-2026/ivanov-docker", id=17), after=SHA)
-    with serve(create_app(settings, store, enqueued.append)) as url:
-        yield url + "/webhooks/gitlab", store, enqueued, payload
+    [payload] = payloads("devops-2026/ivanov-docker")
+    with webhook(tmp_path, branches=["main"]) as (url, store, enqueued):
+        yield url, store, enqueued, payload
 
 
 def post(url: str, payload, *, secret: str = SECRET, uuid: str | None = None, event: str = "Push Hook",
@@ -91,12 +104,9 @@ def test_branch_deletion_and_other_branches_are_ignored(hook):
 
 
 def test_push_after_the_deadline_is_recorded_as_late(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'grader.db'}")
-    settings = Settings(webhook_secret=SECRET, deadline="2020-01-01T00:00:00+03:00")
-    with FakeGitLab() as gitlab:
-        payload = gitlab.push_payload(gitlab.add_project("course/petrov", id=3), after=SHA)
-    with serve(create_app(settings, store, lambda _id: None)) as url:
-        r = post(url + "/webhooks/gitlab", payload)
+    [payload] = payloads("course/petrov")
+    with webhook(tmp_path, deadline="2020-01-01T00:00:00+03:00") as (url, store, _):
+        r = post(url, payload)
     assert r.json()["late"] is True and store.get(r.json()["submission_id"]).late
 
 
@@ -110,13 +120,8 @@ def test_report_page_shows_the_stored_report(hook):
 
 
 def test_projects_outside_the_graded_groups_are_ignored(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'grader.db'}")
-    enqueued: list[int] = []
-    settings = Settings(webhook_secret=SECRET, groups=["devops-2026"])
-    with FakeGitLab() as gitlab:
-        inside = gitlab.push_payload(gitlab.add_project("devops-2026/sub/ivanov", id=5), after=SHA)
-        outside = gitlab.push_payload(gitlab.add_project("devops-2026-old/ivanov", id=6), after=SHA)
-    with serve(create_app(settings, store, enqueued.append)) as url:
-        assert "not in a graded group" in post(url + "/webhooks/gitlab", outside).json()["ignored"]
-        assert post(url + "/webhooks/gitlab", inside).json()["duplicate"] is False
+    inside, outside = payloads("devops-2026/sub/ivanov", "devops-2026-old/ivanov")
+    with webhook(tmp_path, groups=["devops-2026"]) as (url, _, enqueued):
+        assert "not in a graded group" in post(url, outside).json()["ignored"]
+        assert post(url, inside).json()["duplicate"] is False
     assert len(enqueued) == 1
