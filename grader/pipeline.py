@@ -28,6 +28,7 @@ from grader.probe import NotReady, run_probes, wait_ready
 from grader.scoring import Scored, score
 
 Progress = Callable[[str], None]
+PORT_RUN_PATIENCE_S = 10.0
 
 
 @dataclass
@@ -89,16 +90,22 @@ def _require_contexts(assigned, reference: Path | None) -> None:
 
 
 def _gather(job: Job, assigned: dict[str, Assigned]) -> dict[str, VariantFacts]:
-    pool = ThreadPoolExecutor(max_workers=max(1, len(assigned)), thread_name_prefix=f"run-{job.id}")
-    runs: dict[str, Future[None]] = {}
+    # Two runs per image (the main one, and one with PORT moved) at once, while later variants build.
+    pool = ThreadPoolExecutor(max_workers=max(2, 2 * len(assigned)), thread_name_prefix=f"run-{job.id}")
+    runs: list[Future[None]] = []
     try:
         variants = {}
         for name, a in assigned.items():
-            variants[name] = _build(job, a)
-            if variants[name].build is not None and variants[name].build.succeeded:
-                runs[name] = pool.submit(_run_all, job, variants[name])
-        for future in runs.values():
-            future.result()  # each worker fills in its own variant's facts
+            v = variants[name] = _build(job, a)
+            if v.build is not None and v.build.succeeded:
+                runs.append(pool.submit(_run_main, job, v))
+                if job.assignment.port_env and job.assignment.alt_port:
+                    runs.append(pool.submit(_run_port, job, v))
+        for future in runs:
+            future.result()  # each worker fills in its own part of its variant's facts
+        for v in variants.values():
+            if v.runtime is not None and not v.runtime.ready:
+                v.port_runtime = None  # a server that never answered says nothing about PORT
         return variants
     finally:
         # On an error or Ctrl-C the workers see `cancelled`, stop waiting and remove their
@@ -147,16 +154,20 @@ def _build(job: Job, a: Assigned) -> VariantFacts:
     return facts
 
 
-def _run_all(job: Job, v: VariantFacts) -> None:
-    """The main run (probes, uid, contents, stop), then a run on another port when the first answered."""
-    tag, a = _tag(job, v.name), job.assignment
-    v.runtime = _run(job, tag, "run", a.app_port, {}, lambda r, f: _observe(job, r, f, v))
+def _run_main(job: Job, v: VariantFacts) -> None:
+    """The main run: readiness, probes, uid, contents, stop."""
+    v.runtime = _run(job, _tag(job, v.name), "run", job.assignment.app_port, {}, lambda r, f: _observe(job, r, f, v))
     job.progress(f"{v.name}: probed, uid {v.runtime.uid}")
-    if v.runtime.ready and a.port_env and a.alt_port:
-        # The image already proved it starts: a server on the wrong port should not cost 30 s.
-        patience = min(job.settings.ready_timeout_s, max(5.0, 3 * (v.runtime.ready_seconds or 0)))
-        v.port_runtime = _run(job, tag, "port", a.alt_port, {a.port_env: str(a.alt_port)},
-                              lambda r, f: _observe_port(job, r, f, patience))
+
+
+def _run_port(job: Job, v: VariantFacts) -> None:
+    """A second container with PORT moved: does the server follow it?"""
+    a = job.assignment
+    # A server that ignores PORT listens elsewhere for good: waiting the full readiness time for it
+    # would cost every such submission 30 s for an advisory check.
+    patience = min(job.settings.ready_timeout_s, PORT_RUN_PATIENCE_S)
+    v.port_runtime = _run(job, _tag(job, v.name), "port", a.alt_port, {a.port_env: str(a.alt_port)},
+                          lambda r, f: _observe_port(job, r, f, patience))
 
 
 def _run(job: Job, tag: str, suffix: str, port: int, env: dict[str, str], observe) -> RuntimeFacts:
