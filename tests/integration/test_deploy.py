@@ -1,0 +1,177 @@
+"""The deployment files work here: compose.yaml validates with Debian's docker-compose (1.29) and
+the values of .env.example, and worker.Dockerfile builds an image that is the grader, runs as a
+non-root user, holds no compiler, serves a healthy /healthz and reaches the engine through the
+socket's group."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.conftest import INSTANCE
+
+pytestmark = pytest.mark.docker
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER = "/usr/bin/docker"  # Debian 12's CLI: BuildKit without the buildx plugin
+SOCKET = Path("/var/run/docker.sock")
+COMMANDS = ("check", "doctor", "gc", "serve", "worker", "grade", "grade-group", "regrade", "scoreboard", "status")
+
+
+def run(*cmd: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, **kw)
+
+
+# -- compose.yaml -------------------------------------------------------------------------------
+def compose_config(project_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    exe = shutil.which("docker-compose")
+    if exe is None:
+        pytest.fail("docker-compose is not installed (Debian: apt-get install docker-compose; scripts/setup)")
+    # The project directory holds the .env: compose reads it for ${...} and as the services' env_file.
+    return run(exe, "--project-directory", str(project_dir), "-f", str(ROOT / "compose.yaml"), "config",
+               env={"PATH": os.environ["PATH"], **(env or {})})
+
+
+def mounts(service: dict) -> list[str]:
+    """SOURCE:TARGET of each volume, from the short syntax (1.29) or the long one (Compose v2)."""
+    return [v if isinstance(v, str) else f"{v.get('source')}:{v.get('target')}" for v in service.get("volumes", [])]
+
+
+@pytest.fixture
+def example_env_dir(tmp_path: Path) -> Path:
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    return tmp_path
+
+
+def test_compose_file_validates_with_the_example_env(example_env_dir):
+    result = compose_config(example_env_dir)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    services = config["services"]
+    assert set(services) == {"redis", "postgres", "web", "worker"}
+    assert services["redis"]["image"] == "redis:7"
+    assert services["postgres"]["image"] == "postgres:15"
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert any(v.startswith("pgdata:/var/lib/postgresql/data") for v in mounts(services["postgres"]))
+    assert "pgdata" in config["volumes"]
+
+    web, worker = services["web"], services["worker"]
+    assert web["command"][:1] == ["serve"] and worker["command"][:1] == ["worker"]
+    assert web["image"] == worker["image"] == "grader:latest"
+    assert web["build"]["dockerfile"] == worker["build"]["dockerfile"] == "worker.Dockerfile"
+    assert any(str(p.get("published") if isinstance(p, dict) else p).startswith("8000") for p in web["ports"])
+    for service in (web, worker):
+        assert {name: dep["condition"] for name, dep in service["depends_on"].items()} == \
+            {"redis": "service_healthy", "postgres": "service_healthy"}
+    # The .env reaches the services: the web service on the compose network...
+    assert web["environment"]["GRADER_DATABASE_URL"] == "postgresql://grader:change-me@postgres/grader"
+    assert web["environment"]["GRADER_BROKER_URL"] == "redis://redis:6379/0"
+    for key in ("GRADER_GITLAB_URL", "GRADER_GITLAB_TOKEN", "GRADER_WEBHOOK_SECRET", "GRADER_REPORT_BASE_URL"):
+        assert web["environment"][key] and worker["environment"][key] == web["environment"][key]
+    # ...the worker in the host's network namespace, with the socket through its group.
+    assert worker["network_mode"] == "host" and "NET_ADMIN" in worker["cap_add"]
+    assert worker["environment"]["GRADER_BROKER_URL"] == "redis://127.0.0.1:6379/0"
+    assert worker["environment"]["GRADER_DATABASE_URL"].endswith("@127.0.0.1:5432/grader")
+    assert [str(g) for g in worker["group_add"]] == ["999"]
+    assert any(v.startswith("/var/run/docker.sock:/var/run/docker.sock") for v in mounts(worker))
+
+
+def test_compose_file_names_a_missing_setting(example_env_dir):
+    env_file = example_env_dir / ".env"
+    env_file.write_text("".join(line for line in env_file.read_text().splitlines(keepends=True)
+                                if not line.startswith("DOCKER_GID=")))
+    result = compose_config(example_env_dir)
+    assert result.returncode != 0
+    assert "DOCKER_GID" in result.stderr
+
+
+# -- worker.Dockerfile ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def worker_image(tmp_path_factory) -> Iterator[str]:
+    tag = f"grader-worker-test:{secrets.token_hex(6)}"
+    log = tmp_path_factory.mktemp("worker-image") / "build.log"
+    try:
+        with log.open("w") as out:
+            result = subprocess.run([DOCKER, "build", "--progress=plain", "-f", "worker.Dockerfile", "-t", tag, "."],
+                                    cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=900,
+                                    env={**os.environ, "DOCKER_BUILDKIT": "1"})
+        assert result.returncode == 0, log.read_text()[-4000:]
+        yield tag
+    finally:
+        run(DOCKER, "rmi", "-f", tag)
+
+
+def test_image_is_the_grader_with_its_commands(worker_image):
+    result = run(DOCKER, "run", "--rm", worker_image, "--help")
+    assert result.returncode == 0, result.stderr
+    for command in COMMANDS:
+        assert f" {command} " in result.stdout, command
+    # The rubric is package data: the assignment file is found, and `check` is there to use it.
+    result = run(DOCKER, "run", "--rm", "--entrypoint", "python", worker_image, "-c",
+                 "import grader.assignment as a; r = a.load(None); print(r.base_image)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "python:3.11.6-slim-bookworm"
+
+
+def test_image_config_exec_form_entrypoint_healthcheck_non_root(worker_image):
+    config = json.loads(run(DOCKER, "image", "inspect", worker_image).stdout)[0]["Config"]
+    assert config["Entrypoint"] == ["grader"]
+    assert config["Cmd"] == ["serve", "--host", "0.0.0.0"]
+    assert config["Healthcheck"]["Test"][0] == "CMD"
+    assert config["User"] == "grader"
+    result = run(DOCKER, "run", "--rm", "--entrypoint", "id", worker_image, "-u")
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) != 0
+
+
+def test_image_has_no_compiler_but_a_buildkit_cli_and_iptables(worker_image):
+    result = run(DOCKER, "run", "--rm", "--entrypoint", "sh", worker_image, "-c",
+                 "for x in gcc cc c++ make; do command -v $x; done; "
+                 "ls /usr/bin | grep -E '^(gcc|x86_64-linux-gnu-gcc)'; "
+                 "echo docker=$(docker version --format '{{.Client.Version}}' 2>/dev/null); "
+                 "command -v iptables >/dev/null && echo iptables=yes")
+    lines = result.stdout.split()
+    assert [line for line in lines if "=" not in line] == [], result.stdout  # no compiler, no make
+    client = next(line for line in lines if line.startswith("docker="))[len("docker="):]
+    assert client and int(client.split(".")[0]) < 23, client  # built-in BuildKit (no buildx needed)
+    assert "iptables=yes" in lines
+
+
+def test_serve_role_becomes_healthy(worker_image):
+    """The HEALTHCHECK of the serve role: GET /healthz inside the container (no network needed)."""
+    name = f"grader-deploy-web-{secrets.token_hex(4)}"
+    env = ["-e", "GRADER_GITLAB_URL=http://gitlab.invalid", "-e", "GRADER_GITLAB_TOKEN=t",
+           "-e", "GRADER_WEBHOOK_SECRET=s"]
+    try:
+        started = run(DOCKER, "run", "-d", "--name", name, "--network", "none", "--health-interval", "1s",
+                      "--health-start-period", "1s", *env, worker_image)
+        assert started.returncode == 0, started.stderr
+        status, deadline = "", time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = run(DOCKER, "inspect", "-f", "{{.State.Health.Status}}", name).stdout.strip()
+            if status in ("healthy", "unhealthy") or not status:
+                break
+            time.sleep(0.5)
+        assert status == "healthy", run(DOCKER, "logs", name).stderr[-2000:]
+    finally:
+        run(DOCKER, "rm", "-f", name)
+
+
+def test_non_root_user_reaches_the_engine_through_the_sockets_group(worker_image):
+    gid = SOCKET.stat().st_gid
+    base = [DOCKER, "run", "--rm", "-e", f"GRADER_INSTANCE={INSTANCE}", "-v", f"{SOCKET}:{SOCKET}"]
+    without = run(*base, "--entrypoint", "docker", worker_image, "version", "--format", "{{.Server.Version}}")
+    assert without.returncode != 0 and "permission denied" in without.stderr.lower()
+    result = run(*base, "--group-add", str(gid), worker_image, "doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "BuildKit via /usr/bin/docker (builtin)" in result.stdout
+    assert "base image python:3.11.6-slim-bookworm: present" in result.stdout

@@ -1,0 +1,88 @@
+"""The CI files parse as YAML and hold the stages and jobs the project and its students rely on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+# Top-level keys of a GitLab CI file that are not jobs.
+GLOBAL_KEYWORDS = {"stages", "variables", "default", "include", "workflow", "image", "services", "cache",
+                   "before_script", "after_script"}
+
+
+def load(name: str) -> dict:
+    data = yaml.safe_load((ROOT / name).read_text(encoding="utf-8"))
+    assert isinstance(data, dict), f"{name}: not a mapping"
+    return data
+
+
+def jobs(config: dict) -> dict[str, dict]:
+    return {k: v for k, v in config.items() if k not in GLOBAL_KEYWORDS and not k.startswith(".")}
+
+
+def script_text(job: dict) -> str:
+    lines: list[str] = []
+
+    def flatten(items) -> None:
+        for item in items if isinstance(items, list) else [items]:
+            if isinstance(item, list):
+                flatten(item)
+            else:
+                lines.append(str(item))
+
+    for key in ("before_script", "script"):
+        flatten(job.get(key, []))
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def project_ci() -> dict:
+    return load(".gitlab-ci.yml")
+
+
+@pytest.fixture(scope="module")
+def student_ci() -> dict:
+    return load("ci/student-template.yml")
+
+
+def test_project_pipeline_has_the_four_stages_in_order(project_ci):
+    assert project_ci["stages"] == ["lint", "test", "integration", "build"]
+
+
+def test_every_job_is_in_a_declared_stage_and_runs_something(project_ci):
+    for name, job in jobs(project_ci).items():
+        assert job.get("stage") in project_ci["stages"], name
+        assert script_text(job).strip(), f"{name}: no script"
+
+
+def test_each_stage_has_its_job(project_ci):
+    by_stage = {job["stage"]: (name, script_text(job)) for name, job in jobs(project_ci).items()}
+    assert "ruff check" in by_stage["lint"][1]
+    assert 'pytest -m "not docker"' in by_stage["test"][1]
+    assert "pytest -m docker" in by_stage["integration"][1]
+    build = by_stage["build"][1]
+    assert "-f worker.Dockerfile" in build and "$CI_REGISTRY_IMAGE" in build and "docker push" in build
+
+
+def test_integration_job_runs_its_own_engine_on_a_privileged_runner(project_ci):
+    job = next(j for j in jobs(project_ci).values() if j["stage"] == "integration")
+    assert "privileged" in job.get("tags", [])
+    assert "scripts/setup" in script_text(job)  # installs docker.io, starts dockerd, makes the base image
+
+
+def test_student_template_runs_grader_check_in_markdown_without_isolation(student_ci):
+    template_jobs = jobs(student_ci)
+    assert list(template_jobs) == ["grader-check"]
+    job = template_jobs["grader-check"]
+    text = script_text(job)
+    assert "grader check" in text
+    assert "--no-isolation" in text and "--format markdown" in text
+    # --fail-under only when the student sets the variable
+    assert "${GRADER_FAIL_UNDER:+--fail-under" in text
+    assert "GRADER_FAIL_UNDER" in student_ci["variables"]
+    assert "GRADER_IMAGE" in student_ci["variables"]
+    assert any("dind" in (s["name"] if isinstance(s, dict) else s) for s in job["services"])
+    assert "grader-report.md" in job["artifacts"]["paths"]
