@@ -19,6 +19,11 @@ class Evidence:
     text: str
     line: int | None = None  # Dockerfile line the evidence refers to
 
+    @classmethod
+    def at(cls, ins) -> Evidence:
+        """The Dockerfile instruction itself, with its line."""
+        return cls("dockerfile", ins.original, ins.line)
+
     def to_json(self) -> dict:
         return {"kind": self.kind, "text": self.text, "line": self.line}
 

@@ -10,7 +10,7 @@ def exec_form(v, a):
     ins = v.parsed.entrypoint()
     if ins is None:
         return failed("none")
-    evidence = [Evidence("dockerfile", ins.original, ins.line)]
+    evidence = [Evidence.at(ins)]
     if ins.json_form:
         return passed("ok", tuple(evidence), cmd=ins.cmd)
     stop = v.runtime.stop_seconds if v.runtime else None

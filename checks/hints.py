@@ -70,12 +70,7 @@ def variable_across_runs(parsed: ParsedDockerfile | None) -> Hint | None:
 
 
 def _declared(stage) -> set[str]:
-    names = set()
-    while stage is not None:
-        for ins in stage.of("ENV", "ARG"):
-            names |= {arg.split("=", 1)[0] for arg in ins.args if arg}
-        stage = stage.parent
-    return names
+    return {arg.split("=", 1)[0] for s in stage.lineage() for ins in s.of("ENV", "ARG") for arg in ins.args if arg}
 
 
 def failed_step(log: str, max_lines: int = 20) -> str:

@@ -14,10 +14,6 @@ from checks.hints import variable_across_runs
 from grader.dockerfile import Instruction, ParsedDockerfile, Stage
 
 
-def _at(ins: Instruction) -> Evidence:
-    return Evidence("dockerfile", ins.original, ins.line)
-
-
 def _context_dir(v) -> str:
     """The student's build context, repo-relative: the directory of the Dockerfile."""
     parent = PurePosixPath(v.dockerfile_path).parent if v.dockerfile_path else PurePosixPath(".")
@@ -60,17 +56,10 @@ _PIP_BOOL = {"1", "0", "y", "n", "yes", "no", "t", "f", "true", "false", "on", "
 _INLINE_NO_CACHE = re.compile(r"\bPIP_NO_CACHE_DIR=['\"]?(\w+)")
 
 
-def _lineage(stage: Stage) -> list[Stage]:
-    chain = [stage]
-    while chain[-1].parent is not None:
-        chain.append(chain[-1].parent)
-    return chain[::-1]  # oldest first
-
-
 def _env_no_cache(stage: Stage, parsed: ParsedDockerfile, upto: Instruction) -> bool:
     """Whether PIP_NO_CACHE_DIR is set, by ENV in the stage chain or by ARG in this stage, before `upto`."""
     value: str | None = None
-    for s in _lineage(stage):
+    for s in reversed(stage.lineage()):  # oldest first
         for ins in s.instructions:
             if ins is upto:
                 return value is not None and value.strip("\"'").lower() in _PIP_BOOL
@@ -110,7 +99,7 @@ def pip_no_cache(v, a):
             if not _PIP.search(" ".join(ins.args)):
                 continue
             if _caches_pip(ins, _env_no_cache(stage, v.parsed, ins)):
-                return failed("cached", (_at(ins),), line=ins.line)
+                return failed("cached", (Evidence.at(ins),), line=ins.line)
             checked.append(ins)
     if not checked:
         return passed("no_pip")
@@ -137,7 +126,7 @@ def layers_chained(v, a):
                 groups.append([first, second])
     if not groups:
         return passed("ok")
-    evidence = tuple(_at(ins) for group in groups for ins in group)
+    evidence = tuple(Evidence.at(ins) for group in groups for ins in group)
     pairs = ", ".join("–".join(str(ins.line) for ins in group) for group in groups)
     return failed("consecutive", evidence, pairs=pairs, line=groups[0][0].line)
 
@@ -150,4 +139,4 @@ def run_variables(v, a):
     if hint is None:
         return passed("ok")
     used = next(ins for stage in v.parsed.stages for ins in stage.of("RUN") if ins.line == hint.line)
-    return failed("across_runs", (_at(used),), name=hint.name, line=hint.line)
+    return failed("across_runs", (Evidence.at(used),), name=hint.name, line=hint.line)

@@ -154,5 +154,5 @@ def _evidence(parsed: ParsedDockerfile | None, lines: list[int]) -> tuple[Eviden
         for ins in stage.instructions:
             for line in lines:
                 if ins.line <= line <= ins.end_line:
-                    found.setdefault(ins.line, Evidence("dockerfile", ins.original, ins.line))
+                    found.setdefault(ins.line, Evidence.at(ins))
     return tuple(found[line] for line in sorted(found))

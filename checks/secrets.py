@@ -112,7 +112,7 @@ def _dockerfile(parsed, found: _Findings, declared: dict[str, int]) -> None:
             for label, token in _token_matches(ins.original):
                 key = found.key_for(token)
                 found.keep_value(token, key)
-                found.add(key, label, ins.line, Evidence("dockerfile", ins.original, ins.line))
+                found.add(key, label, ins.line, Evidence.at(ins))
             continue
         for name, value in _pairs(ins):
             declared.setdefault(name.upper(), ins.line)

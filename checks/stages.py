@@ -4,11 +4,7 @@ import re
 from pathlib import PurePosixPath
 
 from checks import Evidence, failed, passed, skipped, variant_check
-from grader.dockerfile import Instruction, ParsedDockerfile, Stage
-
-
-def _at(ins: Instruction) -> Evidence:
-    return Evidence("dockerfile", ins.original, ins.line)
+from grader.dockerfile import ParsedDockerfile, Stage
 
 
 def _stage_line(stage: Stage, original: str) -> Evidence:
@@ -53,7 +49,7 @@ def source_from_context(p: ParsedDockerfile, a):
         for ins in stage.of("RUN", "ADD"):
             text = " ".join(ins.args)
             if re.search(r"\bgit\s+clone\b|git\+https?://|\.git(\s|$)", text):
-                return failed("fetched", (_at(ins),), line=ins.line)
+                return failed("fetched", (Evidence.at(ins),), line=ins.line)
     return passed("ok")
 
 
@@ -101,12 +97,12 @@ def copies_only_dist(p: ParsedDockerfile, a):
     for ins in copies:
         sources = ins.args[:-1]
         if ins in from_stages and not all(_is_dist(s) for s in sources):
-            return failed("too_much", (_at(ins),), sources=" ".join(sources), line=ins.line)
+            return failed("too_much", (Evidence.at(ins),), sources=" ".join(sources), line=ins.line)
         if ins not in from_stages and not ins.flag("from"):
-            return failed("from_context", (_at(ins),), sources=" ".join(sources), line=ins.line)
+            return failed("from_context", (Evidence.at(ins),), sources=" ".join(sources), line=ins.line)
     if not from_stages:
         return failed("nothing", (_stage_line(final, f"FROM {final.base}"),))
-    return passed("ok", evidence=tuple(_at(c) for c in from_stages))
+    return passed("ok", evidence=tuple(Evidence.at(c) for c in from_stages))
 
 
 @variant_check("offline_install")
@@ -119,8 +115,8 @@ def offline_install(p: ParsedDockerfile, a):
         return failed("no_install", (_stage_line(p.final, f"FROM {p.final.base}"),))
     for ins in installs:
         if "--no-index" not in " ".join(ins.args):
-            return failed("from_index", (_at(ins),), line=ins.line)
-    return passed("ok", evidence=tuple(_at(i) for i in installs))
+            return failed("from_index", (Evidence.at(ins),), line=ins.line)
+    return passed("ok", evidence=tuple(Evidence.at(i) for i in installs))
 
 
 @variant_check("final_image_clean")

@@ -54,10 +54,10 @@ def runtime_nonroot(v, a):
 def user_created(v, a):
     if v.parsed is None:
         return skipped("not_parsed")
-    for stage in _final_lineage(v.parsed):
+    for stage in v.parsed.final.lineage():
         for ins in stage.of("RUN"):
             if _CREATES_USER.search(" ".join(ins.args)):
-                return passed("ok", evidence=(Evidence("dockerfile", ins.original, ins.line),))
+                return passed("ok", evidence=(Evidence.at(ins),))
     return failed("missing")
 
 
@@ -69,16 +69,9 @@ def final_user_nonroot(v, a):
     if user is None:
         return failed("no_user")
     spec = user.args[0] if user.args else ""
-    evidence = (Evidence("dockerfile", user.original, user.line),)
+    evidence = (Evidence.at(user),)
     if is_root_user(spec):
         return failed("root", evidence, user=spec, line=user.line)
     if v.image is not None and is_root_user(v.image.user or "root"):
         return failed("image_root", evidence, user=v.image.user or "root")
     return passed("ok", evidence, user=spec)
-
-
-def _final_lineage(parsed):
-    stage = parsed.final
-    while stage is not None:
-        yield stage
-        stage = stage.parent

@@ -47,6 +47,13 @@ class Stage:
     instructions: list[Instruction] = field(default_factory=list)
     parent: Stage | None = None  # set when the stage is built FROM an earlier stage
 
+    def lineage(self) -> list[Stage]:
+        """This stage, then the earlier stages it is built FROM, nearest first."""
+        chain = [self]
+        while chain[-1].parent is not None:
+            chain.append(chain[-1].parent)
+        return chain
+
     def of(self, *cmds: str) -> list[Instruction]:
         return [i for i in self.instructions if i.cmd in cmds]
 
@@ -77,7 +84,7 @@ class ParsedDockerfile:
 
     def entrypoint(self) -> Instruction | None:
         """The ENTRYPOINT (or, without one, the CMD) that the final image runs."""
-        for stage in _lineage(self.final):
+        for stage in self.final.lineage():
             found = stage.of("ENTRYPOINT") or stage.of("CMD")
             if found:
                 return found[-1]
@@ -85,18 +92,11 @@ class ParsedDockerfile:
 
     def final_user(self) -> Instruction | None:
         """The USER in effect in the final image (following FROM an earlier stage), or None."""
-        for stage in _lineage(self.final):
+        for stage in self.final.lineage():
             users = stage.of("USER")
             if users:
                 return users[-1]
         return None
-
-
-def _lineage(stage: Stage) -> list[Stage]:
-    chain = [stage]
-    while chain[-1].parent is not None:
-        chain.append(chain[-1].parent)
-    return chain
 
 
 def is_root_user(spec: str) -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import grader
 from grader import assignment as assignment_mod
@@ -68,7 +67,7 @@ class Service:
                                        max_files=self.settings.max_archive_files,
                                        max_file_bytes=self.settings.max_file_bytes)
                 facts, scored = grade(repo, self.assignment, self.settings, Engine(self.settings),
-                                      reference=self._reference())
+                                      reference=self.assignment.reference)
                 result = report_mod.to_json(facts, scored, self.assignment, self.assignment.language)
         except SubmissionError as exc:
             result = self._refusal(str(exc))
@@ -82,9 +81,6 @@ class Service:
         self.store.mark_ungradable(submission_id, error)
         sub = self.store.get(submission_id)
         self._status(sub, "canceled", f"not graded (grader problem): {error}"[:255])
-
-    def _reference(self) -> Path | None:
-        return self.assignment.reference
 
     def _refusal(self, message: str) -> dict:
         """A submission that cannot be graded as given is the student's verdict: zero, with why."""
