@@ -71,6 +71,14 @@ class Service:
                 result = report_mod.to_json(facts, scored, self.assignment, self.assignment.language)
         except SubmissionError as exc:
             result = self._refusal(str(exc))
+        except GraderError:
+            raise  # the task retries it, then gives up
+        except Exception as exc:
+            # A bug of ours: retrying will not help, and the commit must not say "running" for ever.
+            log.exception("grading submission %s failed unexpectedly", sub.id)
+            error = f"internal error ({type(exc).__name__}); an instructor can regrade it"
+            self.give_up(sub.id, error) if post else self.store.mark_ungradable(sub.id, error)
+            raise
         self.store.finish(sub.id, result, grader.__version__)
         if post:
             self._publish(sub, result)

@@ -62,3 +62,27 @@ def pg_url(pg_database: str) -> Iterator[str]:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+
+
+# -- The images of compose.yaml, made the operator's way -------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def stack_images() -> Iterator[dict[str, str]]:
+    """REDIS_IMAGE, POSTGRES_IMAGE and GRADER_IMAGE from `scripts/setup --stack`: the standard
+    images when present or pullable, else local stand-ins; the grader's image under a tag of this
+    run (removed afterwards), built from worker.Dockerfile."""
+    import subprocess
+
+    tag = f"grader-test:{secrets.token_hex(6)}"
+    result = subprocess.run([str(ROOT / "scripts" / "setup"), "--stack"], capture_output=True, text=True,
+                            timeout=1800, env={**os.environ, "GRADER_IMAGE": tag})
+    if result.returncode != 0:
+        pytest.fail(f"scripts/setup --stack failed:\n{result.stderr[-4000:]}")
+    images = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    assert images.get("GRADER_IMAGE") == tag, result.stdout
+    try:
+        yield images
+    finally:
+        subprocess.run(["/usr/bin/docker", "rmi", "-f", tag], capture_output=True, timeout=120)

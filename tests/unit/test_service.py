@@ -1,0 +1,74 @@
+"""grader.service against a real store and the GitLab-compatible server: what a commit says when
+grading breaks for a reason nobody foresaw (a bug of ours), as opposed to a student's mistake."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import grader.service as service_mod
+from grader.config import Settings
+from grader.gitlab import GitLab
+from grader.service import Service
+from grader.store import State, Store
+from tests.conftest import REFERENCE_REPO
+from tests.support.fake_gitlab import FakeGitLab
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGitLab]:
+    with FakeGitLab() as server:
+        yield server
+
+
+@pytest.fixture
+def service(fake: FakeGitLab, store: Store, tmp_path: Path) -> Service:
+    settings = Settings(gitlab_url=fake.url, gitlab_token=fake.token, work_dir=tmp_path / "work",
+                        report_base_url="http://grader.test")
+    return Service(settings, store, GitLab(fake.url, fake.token, timeout_s=5))
+
+
+@pytest.fixture
+def queued(service: Service, fake: FakeGitLab, tmp_path: Path) -> int:
+    project, sha = fake.create_repo_project("course/ivanov-docker", tmp_path / "repos", source=REFERENCE_REPO)
+    submission_id, created = service.record(service.gitlab.project(project.path_with_namespace), sha, "main")
+    assert created
+    return submission_id
+
+
+@pytest.fixture
+def a_bug(monkeypatch) -> None:
+    """Fault injection: the archive step fails the way a programming error would."""
+    def broken(*args, **kwargs):
+        raise AttributeError("module 'tarfile' has no attribute 'FilterError'")
+    monkeypatch.setattr(service_mod, "extract_archive", broken)
+
+
+def delivered_statuses(service: Service, fake: FakeGitLab) -> list[tuple[str, str]]:
+    """What the commit shows once the outbox is delivered (posts go out one at a time, in order)."""
+    while service.deliver_due():
+        pass
+    return [(s.state, s.description) for s in fake.statuses]
+
+
+def test_unexpected_error_ends_the_submission_ungradable_and_says_so_on_the_commit(service, fake, queued, a_bug):
+    with pytest.raises(AttributeError):  # loud in the worker's log and in Celery's task state
+        service.grade(queued)
+    sub = service.store.get(queued)
+    assert sub.state == State.UNGRADABLE
+    assert "internal error (AttributeError)" in sub.error and "regrade" in sub.error
+    # "running" is followed by "canceled", never left as the commit's last word; no zero is given.
+    assert delivered_statuses(service, fake) == [
+        ("running", "grading…"),
+        ("canceled", "not graded (grader problem): internal error (AttributeError); an instructor can regrade it"),
+    ]
+    assert sub.score is None
+
+
+def test_unexpected_error_in_a_dry_run_posts_nothing(service, fake, queued, a_bug):
+    with pytest.raises(AttributeError):
+        service.grade(queued, post=False)
+    assert service.store.get(queued).state == State.UNGRADABLE
+    assert delivered_statuses(service, fake) == []
