@@ -172,14 +172,16 @@ def test_non_root_user_reaches_the_engine_through_the_sockets_group(worker_image
 @pytest.fixture
 def network() -> Iterator[tuple[str, list[str]]]:
     name = f"grader-deploy-{secrets.token_hex(4)}"
+    volumes_before = set(run(DOCKER, "volume", "ls", "-q").stdout.split())
     assert run(DOCKER, "network", "create", name).returncode == 0
     started: list[str] = []
     try:
         yield name, started
     finally:
         if started:
-            run(DOCKER, "rm", "-f", *started)
+            run(DOCKER, "rm", "-f", "-v", *started)  # -v: the anonymous volume of VOLUME
         run(DOCKER, "network", "rm", name)
+    assert set(run(DOCKER, "volume", "ls", "-q").stdout.split()) - volumes_before == set()
 
 
 def _start(network, image: str, *options: str, command: tuple[str, ...] = ()) -> str:
