@@ -18,7 +18,7 @@ test-fast:
 	.venv/bin/pytest -m "not docker"
 
 lint:
-	.venv/bin/ruff check grader checks tests scripts/bench
+	.venv/bin/ruff check grader checks tests scripts/bench scripts/throughput
 
 bench: setup
 	$(PY) scripts/bench

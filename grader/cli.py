@@ -316,22 +316,29 @@ def regrade(
     project: Annotated[str | None, typer.Option(help="Only this project (path with namespace).")] = None,
     group: Annotated[str | None, typer.Option(help="Only projects under this group path.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every graded submission.")] = False,
+    stuck: Annotated[bool, typer.Option(
+        "--stuck", help="Queue again what the database says is queued, or running longer than a job can "
+                        "take (after Redis lost its data, or a restore). Harmless if they are still queued.")] = False,
 ) -> None:
     """Grade again (e.g. after a rubric change): the latest submission of each selected project."""
     from grader.store import Store
     from grader.tasks import grade_submission
 
-    if not (project or group or all_):
-        _fail(ConfigError("say what to regrade: --project PATH, --group PATH or --all"), 2)
+    if not (project or group or all_ or stuck):
+        _fail(ConfigError("say what to regrade: --project PATH, --group PATH, --all or --stuck"), 2)
     settings = get_settings()
     try:
         store = Store(settings.database_url)
-        ids = store.requeue(store.select_for_regrade(project_path=project, group_prefix=group))
+        if stuck:
+            # The worker takes a queued one, or a running one this old, exactly once (Store.start).
+            ids = store.select_stuck(settings.stale_after)
+        else:
+            ids = store.requeue(store.select_for_regrade(project_path=project, group_prefix=group))
     except GraderError as exc:
         _fail(exc, exc.exit_code)
     for sub_id in ids:
         grade_submission.delay(sub_id)
-    typer.echo(f"requeued {len(ids)} submission(s)")
+    typer.echo(f"{'sent again' if stuck else 'requeued'} {len(ids)} submission(s)")
 
 
 def _ceiling(parent: str | None) -> str:

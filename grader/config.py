@@ -1,6 +1,6 @@
 """One typed settings object, read once from GRADER_* environment variables (or a .env file)."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         if value is not None and value.tzinfo is None:
             raise ValueError("GRADER_DEADLINE needs a UTC offset, e.g. 2026-12-01T23:59:00+03:00")
         return value
+
+    @property
+    def stale_after(self) -> timedelta:
+        """A submission running longer than this lost its worker: another may take it over."""
+        return timedelta(seconds=self.job_timeout_s + 600)
 
     def require(self, *names: str) -> None:
         """A clear start-up error for service settings that have no working default."""

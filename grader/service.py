@@ -54,8 +54,7 @@ class Service:
         from grader.pipeline import grade
 
         # A row left "running" by a worker that died is taken over once it is older than a job can be.
-        stale = timedelta(seconds=self.settings.job_timeout_s + 600)
-        if not self.store.start(submission_id, stale_after=stale):
+        if not self.store.start(submission_id, stale_after=self.settings.stale_after):
             return Outcome("skipped")  # superseded, or already taken by another worker
         sub = self.store.get(submission_id)
         if post:

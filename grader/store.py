@@ -17,6 +17,9 @@ At most one submission per (project, SHA) is queued, running or graded: a partia
 says so, and `event_uuid` is unique, so two processes recording the same push race on the
 database, not in Python — the loser gets the winner's row.
 
+The schema's version is kept in the database (`grader_schema`): a grader refuses a database
+written by a newer schema instead of misreading it (an upgrade rolled back without its backup).
+
 SQLite runs in WAL mode with a busy timeout, and its write transactions start with
 `BEGIN IMMEDIATE`: two processes never both read "no such push" and then both write.
 """
@@ -47,6 +50,7 @@ from sqlalchemy import (
     event,
     exists,
     func,
+    insert,
     or_,
     select,
     text,
@@ -70,6 +74,7 @@ from grader.errors import ConfigError, GraderError
 DEFAULT_URL = "sqlite:///grader.sqlite3"  # as in grader.config
 CONNECT_TIMEOUT_S = 5  # PostgreSQL: an unreachable server is a startup error within seconds
 SQLITE_BUSY_TIMEOUT_S = 30.0
+SCHEMA_VERSION = 1  # raise it with every change of the tables, and migrate older ones in Store._check_schema
 _PG_CREATE_LOCK = 0x67726472  # advisory lock: two processes creating the tables at once wait in turn
 _SHA = re.compile(r"[0-9a-f]{40}")
 
@@ -193,6 +198,15 @@ class PendingPost(Base):
         return f"<PendingPost {self.id} {self.kind} of submission {self.submission_id} attempts={self.attempts}>"
 
 
+class SchemaInfo(Base):
+    """One row: the schema version of the tables in this database."""
+
+    __tablename__ = "grader_schema"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int]
+
+
 @dataclass(frozen=True)
 class GradedSummary:
     """A graded submission without its report (the scoreboard reads many of these)."""
@@ -228,6 +242,7 @@ class Store:
                 if self.dialect == "postgresql":
                     conn.execute(select(func.pg_advisory_xact_lock(_PG_CREATE_LOCK)))
                 Base.metadata.create_all(conn)
+                found = self._check_schema(conn)
         except (OperationalError, InterfaceError) as e:
             self._engine.dispose()
             hint = "is PostgreSQL running and the database created?" if self.dialect == "postgresql" \
@@ -237,6 +252,21 @@ class Store:
         except SQLAlchemyError as e:
             self._engine.dispose()
             raise ConfigError(f"cannot set up the database at {self.url}: {_first_line(e)}") from None
+        if found > SCHEMA_VERSION:
+            self._engine.dispose()
+            raise ConfigError(f"the database at {self.url} has schema version {found}, newer than this grader's "
+                              f"({SCHEMA_VERSION}): run the newer grader, or restore the backup taken before "
+                              "upgrading") from None
+
+    @staticmethod
+    def _check_schema(conn: Connection) -> int:
+        """The database's schema version; a new database is stamped with ours."""
+        found = conn.execute(select(SchemaInfo.version).where(SchemaInfo.id == 1)).scalar()
+        if found is None:
+            conn.execute(insert(SchemaInfo).values(id=1, version=SCHEMA_VERSION))
+            return SCHEMA_VERSION
+        # Older versions would be migrated here, in this transaction; version 1 is the first.
+        return found
 
     def close(self) -> None:
         self._engine.dispose()
@@ -365,6 +395,14 @@ class Store:
             except IntegrityError:
                 continue
         return done
+
+    def select_stuck(self, stale_after: timedelta) -> list[int]:
+        """Ids whose job may be missing from the queue: queued ones, and running ones started
+        longer ago than `stale_after` (their worker died). After Redis lost its data, or a restore."""
+        stuck = or_(Submission.state == State.QUEUED,
+                    and_(Submission.state == State.RUNNING, Submission.started_at < utcnow() - stale_after))
+        with self._session(write=False) as s:
+            return list(s.scalars(select(Submission.id).where(stuck).order_by(Submission.id)))
 
     def requeue_running(self, id: int) -> bool:
         """running → queued, for a retry after an infrastructure failure."""

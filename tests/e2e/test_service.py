@@ -207,3 +207,21 @@ def test_grade_group_queues_every_project_once_and_status_shows_them(tmp_path, b
     assert "queued 0, already graded or queued 2, skipped 1" in again.stdout
     assert re.search(r"^submissions: .*queued 2", status.stdout, re.M), status.stdout
     redis.Redis.from_url(broker_url).delete("celery")  # no worker here: drop the queued tasks
+
+
+def test_regrade_stuck_queues_again_what_redis_lost(tmp_path, broker_url):
+    """Redis restored empty (or lost): the database still knows what was queued."""
+    with FakeGitLab() as gitlab:
+        project, sha = gitlab.create_repo_project("devops-2026/lost-docker", tmp_path / "repos", source=REFERENCE_REPO)
+        env = _env(gitlab, broker_url, f"sqlite:///{tmp_path / 'grader.db'}", tmp_path)
+        with service(tmp_path, gitlab, broker_url, env["GRADER_DATABASE_URL"], worker=False) as (base, _):
+            answer = push(base, gitlab, project, sha)
+        queue = redis.Redis.from_url(broker_url)
+        queue.delete("celery")  # the queue is gone, the submission is still "queued" in the database
+        result = _cli(env, "regrade", "--stuck")
+        messages = [json.loads(m) for m in queue.lrange("celery", 0, -1)]
+        queue.delete("celery")
+    assert result.returncode == 0, result.stderr
+    assert "sent again 1 submission(s)" in result.stdout
+    assert [(m["headers"]["task"], m["headers"]["argsrepr"]) for m in messages] == [
+        ("grader.grade", f"({answer['submission_id']},)")]

@@ -188,6 +188,9 @@ def test_compose_stack_grades_a_push_and_keeps_the_grade(stack, gitlab, tmp_path
     report = requests.get(final.target_url + ".json", timeout=10).json()  # the stack's report page
     assert (report["state"], report["sha"], report["report"]["score"]) == ("graded", sha, 5)
     stack.wait_healthy()
+    doctor = stack.ok("exec", "-T", "worker", "grader", "doctor")  # the guide's first diagnosis
+    assert "engine: ok" in doctor and "base image python:3.11.6-slim-bookworm: present" in doctor, doctor
+    assert re.search(r"^submissions: .*graded 1", stack.ok("exec", "-T", "web", "grader", "status"), re.M)
 
     # An upgrade recreates every container; the grade is in the postgres volume, not in a container.
     stack.ok("up", "-d", "--no-build", "--force-recreate", timeout=300)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -32,12 +33,14 @@ def run(*cmd: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
 
 
 # -- compose.yaml -------------------------------------------------------------------------------
-def compose_config(project_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def compose_config(project_dir: Path, env: dict[str, str] | None = None, *,
+                   override: Path | None = None) -> subprocess.CompletedProcess:
     exe = shutil.which("docker-compose")
     if exe is None:
         pytest.fail("docker-compose is not installed (Debian: apt-get install docker-compose; scripts/setup)")
     # The project directory holds the .env: compose reads it for ${...} and as the services' env_file.
-    return run(exe, "--project-directory", str(project_dir), "-f", str(ROOT / "compose.yaml"), "config",
+    files = ["-f", str(ROOT / "compose.yaml")] + (["-f", str(override)] if override else [])
+    return run(exe, "--project-directory", str(project_dir), *files, "config",
                env={"PATH": os.environ["PATH"], **(env or {})})
 
 
@@ -83,6 +86,28 @@ def test_compose_file_validates_with_the_example_env(example_env_dir):
     assert worker["environment"]["GRADER_DATABASE_URL"].endswith("@127.0.0.1:5432/grader")
     assert [str(g) for g in worker["group_add"]] == ["999"]
     assert any(v.startswith("/var/run/docker.sock:/var/run/docker.sock") for v in mounts(worker))
+
+
+def documented_override() -> str:
+    """The compose.override.yaml that docs/operating.md tells operators to write."""
+    guide = (ROOT / "docs" / "operating.md").read_text()
+    block = re.search(r"```yaml\n(# compose.override.yaml.*?)```", guide, re.S)
+    assert block, "docs/operating.md lost its compose.override.yaml example"
+    return block.group(1)
+
+
+def test_documented_override_mounts_the_assignment_for_web_and_worker(example_env_dir):
+    override = example_env_dir / "compose.override.yaml"
+    override.write_text(documented_override())
+    (example_env_dir / "assignments").mkdir()
+    result = compose_config(example_env_dir, override=override)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    target = f"{example_env_dir / 'assignments'}:/etc/grader/assignments"
+    for name in ("web", "worker"):
+        assert any(v.startswith(target) for v in mounts(services[name])), mounts(services[name])
+    # The worker keeps its engine socket: compose merges volume lists, the override does not replace them.
+    assert any(v.startswith("/var/run/docker.sock:") for v in mounts(services["worker"]))
 
 
 def test_compose_file_names_a_missing_setting(example_env_dir):

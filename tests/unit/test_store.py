@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from grader.errors import ConfigError
 from grader.store import Store
@@ -193,6 +194,38 @@ def test_start_with_stale_after_takes_over_only_a_long_running_submission(store,
     time.sleep(0.01)
     assert store.start(sub.id, stale_after=timedelta(0)) is True  # the worker that started it is gone
     assert store.get(sub.id).started_at > first_start
+
+
+def test_select_stuck_names_queued_and_long_running_submissions_only(store, push):
+    queued, running, graded, superseded = push(), push(project_id=2), push(project_id=3), push(project_id=4)
+    store.start(running.id)
+    store.start(graded.id)
+    store.finish(graded.id, make_report(5), "1")
+    store.supersede_older(4, superseded.id + 1)
+    assert store.select_stuck(timedelta(hours=1)) == [queued.id]  # the running one may still be working
+    time.sleep(0.01)
+    assert store.select_stuck(timedelta(0)) == [queued.id, running.id]  # its worker is gone
+
+
+def test_new_database_is_stamped_with_the_schema_version_and_reopens(store_url):
+    from grader.store import SCHEMA_VERSION
+
+    Store(store_url).close()
+    again = Store(store_url)  # a second start finds its own version
+    with again._session(write=False) as s:
+        assert s.execute(text("SELECT version FROM grader_schema")).scalar_one() == SCHEMA_VERSION
+    again.close()
+
+
+def test_database_of_a_newer_schema_is_refused_with_what_to_do(store_url):
+    from grader.store import SCHEMA_VERSION
+
+    store = Store(store_url)
+    with store._session() as s:
+        s.execute(text("UPDATE grader_schema SET version = :v"), {"v": SCHEMA_VERSION + 1})
+    store.close()
+    with pytest.raises(ConfigError, match=rf"schema version {SCHEMA_VERSION + 1}, newer than this grader's .*backup"):
+        Store(store_url)
 
 
 def test_start_of_an_unknown_id_is_refused(store):
