@@ -180,10 +180,21 @@ def serve(
     settings = get_settings()
     try:
         settings.require("webhook_secret", "gitlab_url", "gitlab_token")
+        _startup_checks(settings)
         application = create_app(settings, Store(settings.database_url), enqueue)
     except GraderError as exc:
         _fail(exc, exc.exit_code)
     uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+def _startup_checks(settings) -> None:
+    """What would otherwise fail every job later: the assignment file, and a database this
+    grader can use (reachable, not of a newer schema). Raises ConfigError with what to fix."""
+    from grader.assignment import load
+    from grader.store import Store
+
+    load(settings.assignment_file)
+    Store(settings.database_url).close()
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -197,6 +208,7 @@ def worker(
     settings = get_settings()
     try:
         settings.require("gitlab_url", "gitlab_token")
+        _startup_checks(settings)
     except GraderError as exc:
         _fail(exc, exc.exit_code)
     celery_app.worker_main(["worker", "--loglevel=INFO", f"--concurrency={concurrency}", *ctx.args])

@@ -1,0 +1,44 @@
+"""`grader serve` and `grader worker` refuse to start on settings that would fail every job:
+one line saying what to fix, exit 2, before listening or consuming anything."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+BASE_ENV = {"GRADER_GITLAB_URL": "http://gitlab.invalid", "GRADER_GITLAB_TOKEN": "t", "GRADER_WEBHOOK_SECRET": "s",
+            "GRADER_BROKER_URL": "redis://127.0.0.1:1/0"}  # never reached: the checks come first
+
+
+def start(role: str, tmp_path, **env: str) -> subprocess.CompletedProcess:
+    full = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **BASE_ENV,
+            "GRADER_DATABASE_URL": f"sqlite:///{tmp_path / 'grader.db'}", **env}
+    return subprocess.run([sys.executable, "-m", "grader.cli", role], capture_output=True, text=True, timeout=60,
+                          env=full, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("role", ["serve", "worker"])
+def test_broken_assignment_file_stops_the_start_with_its_field(role, tmp_path):
+    broken = tmp_path / "course.toml"
+    broken.write_text('[assignment]\nid = "x"\n')  # no variants
+    result = start(role, tmp_path, GRADER_ASSIGNMENT_FILE=str(broken))
+    assert result.returncode == 2
+    assert f"assignment file {broken}" in result.stderr and "variants" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("role", ["serve", "worker"])
+def test_database_of_a_newer_schema_stops_the_start(role, tmp_path):
+    import sqlite3
+
+    from grader.store import SCHEMA_VERSION, Store
+
+    Store(f"sqlite:///{tmp_path / 'grader.db'}").close()
+    with sqlite3.connect(tmp_path / "grader.db") as db:
+        db.execute("UPDATE grader_schema SET version = ?", (SCHEMA_VERSION + 1,))
+    result = start(role, tmp_path)
+    assert result.returncode == 2
+    assert "newer than this grader's" in result.stderr and "backup" in result.stderr
