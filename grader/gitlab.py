@@ -14,6 +14,10 @@ What callers can get out of here:
 Posting a commit status that is already in place is not a failure: GitLab answers 400 "Cannot
 transition status via :run from :running" when the same `pending` or `running` is posted twice
 (a retried delivery), and `post_status` treats it as delivered.
+
+A comment may be stored by GitLab although its answer never arrived (a proxy timing out): a
+comment posted with a `key` carries it as an invisible Markdown comment, and `has_comment` finds
+it, so a retried delivery does not post the report twice.
 """
 
 from __future__ import annotations
@@ -43,6 +47,11 @@ _CHUNK = 64 * 1024
 # GitLab's answer when a status is posted that the existing one of that name cannot move to,
 # i.e. the commit already shows it (app/services/ci/create_commit_status_service.rb).
 _ALREADY_THERE = "Cannot transition status"
+
+
+def _marker(key: str) -> str:
+    # An HTML comment: GitLab's Markdown shows nothing of it.
+    return f"\n\n<!-- grader:{key} -->"
 
 
 class GitLabUnavailable(GraderError):
@@ -165,14 +174,25 @@ class GitLab:
             return False
         return True
 
-    def post_comment(self, project_id: int, sha: str, note: str) -> None:
-        """Adds `note` (Markdown) as a comment on the commit; an over-long note is truncated."""
-        if len(note) > MAX_NOTE_CHARS:
-            note = note[: MAX_NOTE_CHARS - len(_TRUNCATED)] + _TRUNCATED
+    def post_comment(self, project_id: int, sha: str, note: str, *, key: str | None = None) -> None:
+        """Adds `note` (Markdown) as a comment on the commit; an over-long note is truncated.
+        `key`: a marker that `has_comment` finds later, invisible in GitLab's rendering."""
+        marker = _marker(key) if key else ""
+        if len(note) + len(marker) > MAX_NOTE_CHARS:
+            note = note[: MAX_NOTE_CHARS - len(_TRUNCATED) - len(marker)] + _TRUNCATED
+        note += marker
         what = f"commenting on {sha[:12]} of {self._describe(project_id)}"
         with self._translating(what, project_id=project_id, sha=sha):
             commit = self._gl.projects.get(project_id, lazy=True).commits.get(sha, lazy=True)
             commit.comments.create({"note": note}, **_NO_RETRY)
+
+    def has_comment(self, project_id: int, sha: str, key: str) -> bool:
+        """Whether the commit already has a comment posted with `key`."""
+        marker = _marker(key)
+        what = f"reading the comments of {sha[:12]} of {self._describe(project_id)}"
+        with self._translating(what, project_id=project_id, sha=sha):
+            commit = self._gl.projects.get(project_id, lazy=True).commits.get(sha, lazy=True)
+            return any(marker in (c.note or "") for c in commit.comments.list(iterator=True, per_page=100))
 
     # -- internals ------------------------------------------------------------------------------
 

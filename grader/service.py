@@ -119,6 +119,14 @@ class Service:
         self._status(sub, "pending", "queued for grading")
 
     # -- delivery ----------------------------------------------------------------------------
+    def _comment(self, sub, post) -> None:
+        key = f"post-{post.id}"
+        # An earlier attempt (this worker's, or one that died before recording it) may have reached
+        # GitLab although its answer was lost: look first. One read per report is cheap.
+        if self.gitlab.has_comment(sub.project_id, sub.sha, key):
+            return
+        self.gitlab.post_comment(sub.project_id, sub.sha, post.payload["note"], key=key)
+
     def deliver_due(self, limit: int = 50) -> int:
         """Posts what is due, oldest first; returns how many are still waiting (to reschedule)."""
         now = datetime.now(UTC)
@@ -129,7 +137,7 @@ class Service:
                 if post.kind == "status":
                     self.gitlab.post_status(sub.project_id, sub.sha, **post.payload)
                 else:
-                    self.gitlab.post_comment(sub.project_id, sub.sha, post.payload["note"])
+                    self._comment(sub, post)
             except GraderError as exc:  # GitLab down or refusing: keep it, try later
                 # The store hands out one post per submission and kind at a time, so a later status
                 # never overtakes this one; each post in the batch is tried (and leased) once.

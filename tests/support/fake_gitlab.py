@@ -9,10 +9,12 @@ through python-gitlab, with the JSON shapes, headers and status codes GitLab doc
     GET  /api/v4/projects/:id/repository/commits/:sha
     POST /api/v4/projects/:id/statuses/:sha                   (commit status, GitLab's state machine)
     POST /api/v4/projects/:id/repository/commits/:sha/comments
+    GET  /api/v4/projects/:id/repository/commits/:sha/comments   (offset pagination)
     GET  /api/v4/groups/:id/projects                          (include_subgroups, offset pagination)
 
 Sources for the shapes (GitLab's own docs and code): doc/api/commits.md ("Set the pipeline status
-of a commit", "Post comment to commit"), doc/api/repositories.md ("Get file archive"),
+of a commit", "Post comment to commit",
+"Get the comments of a commit"), doc/api/repositories.md ("Get file archive"),
 doc/api/groups.md ("List projects"), doc/api/projects.md, doc/api/rest/_index.md (pagination
 headers and ``Link``), doc/user/project/integrations/webhook_events.md (push payload);
 lib/api/commit_statuses.rb + app/services/ci/create_commit_status_service.rb + app/models/commit_status.rb
@@ -271,13 +273,15 @@ class RecordedComment:
     line: int | None
     line_type: str | None
     params: dict[str, Any]
+    author: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
 
 
 @dataclass
 class Fault:
     """One injected misbehaviour; `remaining` None means until cleared (or `deadline` passes)."""
 
-    kind: str  # "status" | "drop" | "slow" | "hang"
+    kind: str  # "status" | "drop" | "lose_reply" | "slow" | "hang"
     remaining: int | None
     path_contains: str | None = None
     method: str | None = None
@@ -542,6 +546,12 @@ class FakeGitLab:
         """The next `n` matching requests have their connection closed without an answer."""
         return self._add_fault(Fault("drop", n, path_contains, method))
 
+    def lose_reply_next(self, n: int | None = 1, *, path_contains: str | None = None,
+                        method: str | None = None) -> Fault:
+        """The next `n` matching requests are carried out, then their connection is closed
+        before the answer: GitLab did it, the client never heard (a proxy timing out)."""
+        return self._add_fault(Fault("lose_reply", n, path_contains, method))
+
     def release(self) -> None:
         """Let hung requests go on (they are then answered normally) and stop hanging new ones."""
         with self._lock:
@@ -751,6 +761,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(rf"^/api/v4/projects/{_ID}/repository/commits/{_SHA}$"), "get_commit"),
     ("POST", re.compile(rf"^/api/v4/projects/{_ID}/statuses/{_SHA}$"), "post_status"),
     ("POST", re.compile(rf"^/api/v4/projects/{_ID}/repository/commits/{_SHA}/comments$"), "post_comment"),
+    ("GET", re.compile(rf"^/api/v4/projects/{_ID}/repository/commits/{_SHA}/comments$"), "get_comments"),
     ("GET", re.compile(rf"^/api/v4/groups/{_ID}/projects$"), "get_group_projects"),
 ]
 
@@ -812,6 +823,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.fake._lock:
             self.fake._requests.append(record)
         self._record = record
+        self._lose_reply = False
         try:
             record.params = self._read_params(query)
             fault = self.fake._take_fault(method, split.path)
@@ -828,6 +840,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "drop":
             self.close_connection = True
             return True
+        if fault.kind == "lose_reply":
+            self._lose_reply = True
+            return False
         if fault.kind == "slow":
             time.sleep(fault.seconds)
             return False
@@ -881,8 +896,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("X-Request-Id", uuid.uuid4().hex[:26].upper())
         for k, v in (headers or {}).items():
             self.send_header(k, v)
-        self.end_headers()
         self._record.status = status
+        if self._lose_reply:  # the work is done; the answer never leaves
+            self.close_connection = True
+            return
+        self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
 
@@ -1077,13 +1095,26 @@ class _Handler(BaseHTTPRequestHandler):
             note_id = fake._next_note_id
             fake._next_note_id += 1
             line = params.get("line")
-            fake._comments.append(RecordedComment(note_id, p.id, full, str(note), params.get("path"),
-                                                  int(line) if line is not None else None,
-                                                  params.get("line_type"), dict(params)))
             author = fake._user_json(user, self.base)
-        # Without a diff line to attach to, GitLab answers path, line and line_type as null.
-        self._send(201, {"note": str(note), "path": None, "line": None, "line_type": None,
-                         "author": author, "created_at": _now()})
+            comment = RecordedComment(note_id, p.id, full, str(note), params.get("path"),
+                                      int(line) if line is not None else None, params.get("line_type"),
+                                      dict(params), author, _now())
+            fake._comments.append(comment)
+        self._send(201, _comment_json(comment))
+
+    def _get_comments(self, user: dict[str, Any], params: dict[str, Any], id: str, sha: str) -> None:
+        p = self._project(id)
+        full = self._commit(p, sha)
+        fake = self.fake
+        with fake._lock:
+            found = [c for c in fake._comments if c.project_id == p.id and c.sha == full]  # oldest first
+        per_page = _int(params.get("per_page"), 20)
+        per_page = 20 if per_page < 1 else min(per_page, fake.max_per_page)
+        page = max(_int(params.get("page"), 1), 1)
+        pages = max(1, math.ceil(len(found) / per_page))
+        items = [_comment_json(c) for c in found[(page - 1) * per_page: page * per_page]]
+        self._send(200, items, _pagination_headers(self.base + self._record.path, self._record.query,
+                                                   page, per_page, len(found), pages))
 
     def _get_group_projects(self, user: dict[str, Any], params: dict[str, Any], id: str) -> None:
         fake = self.fake
@@ -1110,6 +1141,12 @@ class _Handler(BaseHTTPRequestHandler):
             items = [fake._project_json(p, self.base) for p in found[(page - 1) * per_page : page * per_page]]
         self._send(200, items, _pagination_headers(self.base + self._record.path, self._record.query,
                                                    page, per_page, total, pages))
+
+
+def _comment_json(c: RecordedComment) -> dict[str, Any]:
+    # Without a diff line to attach to, GitLab answers path, line and line_type as null.
+    return {"note": c.note, "path": None, "line": None, "line_type": None, "author": c.author,
+            "created_at": c.created_at}
 
 
 def _int(value: Any, default: int) -> int:

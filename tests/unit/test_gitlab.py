@@ -261,6 +261,34 @@ def test_gitlab_failing_is_unavailable_and_the_retry_is_delivered_once(fake, cli
     assert [s.state for s in fake.statuses] == ["success"]
 
 
+def test_has_comment_finds_a_keyed_comment_on_any_page_and_no_other(tmp_path):
+    with FakeGitLab(max_per_page=2) as fake:  # three comments: the keyed one is on page 2
+        project, sha = fake.create_repo_project(PROJECT, tmp_path, source=REFERENCE_REPO)
+        client = GitLab(fake.url, fake.token, timeout_s=5)
+        client.post_comment(project.id, sha, "a student's question")
+        client.post_comment(project.id, sha, "another")
+        client.post_comment(project.id, sha, "the report", key="post-7")
+        assert client.has_comment(project.id, sha, "post-7") is True
+        assert client.has_comment(project.id, sha, "post-70") is False  # the whole marker, not a prefix
+        assert client.has_comment(project.id, sha, "post-8") is False
+
+
+def test_an_over_long_keyed_comment_keeps_its_key(fake, client, pushed):
+    from grader.gitlab import MAX_NOTE_CHARS
+
+    project_id, sha, _ = pushed
+    client.post_comment(project_id, sha, "x" * (MAX_NOTE_CHARS + 10), key="post-1")
+    assert len(fake.comments[0].note) <= MAX_NOTE_CHARS
+    assert client.has_comment(project_id, sha, "post-1")
+
+
+def test_has_comment_while_gitlab_is_down_is_unavailable(fake, client, pushed):
+    project_id, sha, _ = pushed
+    fake.fail_next(3, status=502, path_contains="/comments")
+    with pytest.raises(GitLabUnavailable):
+        client.has_comment(project_id, sha, "post-1")
+
+
 def test_a_comment_refused_by_a_5xx_is_delivered_once_on_retry(fake, client, pushed):
     pid, sha, _ = pushed
     fake.fail_next(1, 500, path_contains="/comments")

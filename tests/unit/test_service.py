@@ -3,6 +3,7 @@ grading breaks for a reason nobody foresaw (a bug of ours), as opposed to a stud
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,3 +73,40 @@ def test_unexpected_error_in_a_dry_run_posts_nothing(service, fake, queued, a_bu
         service.grade(queued, post=False)
     assert service.store.get(queued).state == State.UNGRADABLE
     assert delivered_statuses(service, fake) == []
+
+
+@pytest.fixture
+def graded(service: Service, queued: int) -> int:
+    """A graded submission whose results wait in the outbox (no engine needed: the report is given)."""
+    assert service.store.start(queued)
+    report = {"score": 5.0, "max_score": 5.0, "variants": [], "error": "—"}
+    service.store.finish(queued, report, "test")
+    service._publish(service.store.get(queued), report)
+    return queued
+
+
+def test_comment_stored_by_gitlab_whose_answer_was_lost_is_not_posted_twice(service, fake, graded):
+    fake.lose_reply_next(1, path_contains="/comments", method="POST")
+    service.deliver_due()  # GitLab stores the comment; the worker hears nothing and will retry
+    assert len(fake.comments) == 1
+    [post] = [p for p in service.store.due_posts(service_mod.datetime.now(service_mod.UTC) + service_mod.MAX_BACKOFF)
+              if p.kind == "comment"]
+    assert post.attempts == 1 and post.delivered_at is None
+
+    def delivered() -> bool:
+        service.deliver_due()  # due again after its backoff (1 s)
+        return service.store.get_post(post.id).delivered_at is not None
+
+    fake.wait_until(delivered, timeout=10, interval=0.2)
+    assert len(fake.comments) == 1
+    posts = [r for r in fake.requests if r.method == "POST" and r.path.endswith("/comments")]
+    assert len(posts) == 1  # found by its marker, not posted again
+
+
+def test_comment_marker_is_invisible_markdown_at_the_end(service, fake, graded):
+    while service.deliver_due():
+        pass
+    [comment] = fake.comments
+    report, marker = comment.note.split("\n\n<!-- ")
+    assert report == "**0/5**: —"  # the report as the service wrote it, untouched
+    assert re.fullmatch(r"grader:post-\d+ -->", marker)
