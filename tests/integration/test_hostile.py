@@ -190,3 +190,47 @@ def test_symlink_to_a_host_file_in_the_context_never_shows_its_content(settings,
     secret = host_file.read_text().strip()
     assert secret not in report
     assert secret not in (tmp_path / "logs" / "single.build.log").read_text()
+
+
+def test_one_jobs_container_cannot_reach_another_jobs_container(engine):
+    """Two students graded at once: each job's network is its own. The control (a client on the
+    other job's network) and the host's probe do reach the server, so the refusal can fail."""
+    base, labels = ASSIGNMENT.base_image, {"grader.instance": INSTANCE}
+    connect = ("import socket, sys; socket.create_connection((sys.argv[1], 8080), timeout=3); print('reached')")
+    job_a, job_b = f"iso-a-{uuid.uuid4().hex[:6]}", f"iso-b-{uuid.uuid4().hex[:6]}"
+    with engine.job_network(job_a) as net_a, engine.job_network(job_b) as net_b:
+        server = engine.client.containers.run(base, ["python3", "-m", "http.server", "8080"], detach=True,
+                                              network=net_b, labels=labels)
+        try:
+            server.reload()
+            address = server.attrs["NetworkSettings"]["Networks"][net_b]["IPAddress"]
+            _wait_http(f"http://{address}:8080/")  # the host probes it (as the grader does)
+
+            def attempt(network: str) -> str:
+                client = engine.client.containers.run(base, ["python3", "-c", connect, address], detach=True,
+                                                      network=network, labels=labels)
+                try:
+                    client.wait(timeout=30)
+                    return client.logs().decode()
+                finally:
+                    client.remove(force=True)
+
+            from_other_job, from_same_job = attempt(net_a), attempt(net_b)
+        finally:
+            server.remove(force=True)
+    assert "reached" not in from_other_job and ("timed out" in from_other_job or "Error" in from_other_job)
+    assert "reached" in from_same_job
+
+
+def _wait_http(url: str, timeout: float = 20) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
