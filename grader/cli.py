@@ -332,7 +332,7 @@ def regrade(
         "--stuck", help="Queue again what the database says is queued, or running longer than a job can "
                         "take (after Redis lost its data, or a restore). Harmless if they are still queued.")] = False,
 ) -> None:
-    """Grade again (e.g. after a rubric change): the latest submission of each selected project."""
+    """Grade again (e.g. after a rubric change): every graded commit of the selected projects, once each."""
     from grader.store import Store
     from grader.tasks import grade_submission
 

@@ -86,3 +86,11 @@ def test_student_template_runs_grader_check_in_markdown_without_isolation(studen
     assert "GRADER_IMAGE" in student_ci["variables"]
     assert any("dind" in (s["name"] if isinstance(s, dict) else s) for s in job["services"])
     assert "grader-report.md" in job["artifacts"]["paths"]
+
+
+def test_student_template_pulls_the_assignments_base_image_onto_the_fresh_engine(student_ci):
+    from grader.assignment import load
+
+    job = jobs(student_ci)["grader-check"]
+    assert student_ci["variables"]["GRADER_BASE_IMAGE"] == load(None).base_image
+    assert 'docker pull "$GRADER_BASE_IMAGE"' in job["before_script"]
