@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     webhook_secret: str | None = None  # the "Secret token" of the GitLab webhook
     broker_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = "sqlite:///grader.sqlite3"  # a file in the working directory
-    report_base_url: str = "http://127.0.0.1:8000"  # statuses link to {report_base_url}/submissions/{id}
+    report_base_url: str = "http://127.0.0.1:8000"  # statuses link to {report_base_url}/reports/{token}
     branches: list[str] = ["main", "master"]  # pushes to other branches are not graded
     groups: list[str] = []  # when set, only projects under these group paths are graded
     assignment_file: Path | None = None  # the rubric; default checks/assignments/counter_backend.toml

@@ -106,7 +106,7 @@ class Service:
 
     def _status(self, sub, state: str, description: str, coverage: float | None = None) -> None:
         payload = {"state": state, "name": self.settings.status_name, "description": description,
-                   "target_url": f"{self.settings.report_base_url.rstrip('/')}/submissions/{sub.id}",
+                   "target_url": f"{self.settings.report_base_url.rstrip('/')}/reports/{sub.token}",
                    "ref": sub.ref.removeprefix("refs/heads/"), "coverage": coverage}
         self.store.add_post(sub.id, "status", payload)
 

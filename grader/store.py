@@ -30,6 +30,7 @@ import contextlib
 import enum
 import os
 import re
+import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -51,6 +52,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    inspect,
     or_,
     select,
     text,
@@ -154,12 +156,16 @@ class Submission(Base):
     error: Mapped[str | None] = mapped_column(Text)  # why it is ungradable
     grader_version: Mapped[str | None] = mapped_column(String(64))
     image_digests: Mapped[list | None] = mapped_column(JSON)
+    # The report page's address: unguessable, so a student cannot read others' reports by
+    # counting ids. Kept across regrades (the link on the commit stays valid).
+    token: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         CheckConstraint(f"state IN ({_in(State)})", name="ck_submissions_state"),
         Index("ix_submissions_project_sha", "project_id", "sha"),
         Index("ix_submissions_project_received", "project_id", "received_at"),
         Index("ix_submissions_state", "state"),
+        Index("ix_submissions_token", "token", unique=True),
         # One live submission per commit: the database, not a check in Python, refuses a second.
         Index("uq_submissions_active_sha", "project_id", "sha", unique=True,
               sqlite_where=text(f"state IN ({_in(ACTIVE)})"),
@@ -196,6 +202,19 @@ class PendingPost(Base):
 
     def __repr__(self) -> str:
         return f"<PendingPost {self.id} {self.kind} of submission {self.submission_id} attempts={self.attempts}>"
+
+
+def new_report_token() -> str:
+    return secrets.token_urlsafe(16)  # 128 bits, 22 URL-safe characters
+
+
+def _migrate_0_to_1(conn: Connection) -> None:
+    """Version 0 → 1: report tokens for existing submissions (their old links stop working)."""
+    conn.execute(text("ALTER TABLE submissions ADD COLUMN token VARCHAR(32)"))
+    for (id,) in conn.execute(text("SELECT id FROM submissions")).all():
+        conn.execute(text("UPDATE submissions SET token = :token WHERE id = :id"),
+                     {"token": new_report_token(), "id": id})
+    next(i for i in Submission.__table__.indexes if i.name == "ix_submissions_token").create(conn)
 
 
 class SchemaInfo(Base):
@@ -260,12 +279,16 @@ class Store:
 
     @staticmethod
     def _check_schema(conn: Connection) -> int:
-        """The database's schema version; a new database is stamped with ours."""
+        """The database's schema version, after migrating an older one (in this transaction).
+        A new database (create_all just made its tables) is stamped with ours."""
         found = conn.execute(select(SchemaInfo.version).where(SchemaInfo.id == 1)).scalar()
         if found is None:
+            # No stamp: new, or made by the first release (version 0), which had no report tokens.
+            columns = {c["name"] for c in inspect(conn).get_columns("submissions")}
+            if "token" not in columns:
+                _migrate_0_to_1(conn)
             conn.execute(insert(SchemaInfo).values(id=1, version=SCHEMA_VERSION))
             return SCHEMA_VERSION
-        # Older versions would be migrated here, in this transaction; version 1 is the first.
         return found
 
     def close(self) -> None:
@@ -308,7 +331,7 @@ class Store:
                         return existing, False
                     sub = Submission(project_id=project_id, project_path=project_path, student=student, sha=sha,
                                      ref=ref, event_uuid=event_uuid, state=State.QUEUED.value,
-                                     received_at=received_at, late=late)
+                                     received_at=received_at, late=late, token=new_report_token())
                     s.add(sub)
                     s.flush()
                 return sub, True
@@ -327,6 +350,10 @@ class Store:
     def get(self, id: int) -> Submission | None:
         with self._session(write=False) as s:
             return s.get(Submission, id)
+
+    def by_token(self, token: str) -> Submission | None:
+        with self._session(write=False) as s:
+            return s.scalars(select(Submission).where(Submission.token == token)).first()
 
     def start(self, id: int, *, stale_after: timedelta | None = None) -> bool:
         """queued → running. False when it is not queued any more (superseded, already started).

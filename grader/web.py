@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import html
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from grader.config import Settings
 from grader.store import Store
 
 ZERO_SHA = "0" * 40
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,32}")
 PUSH_EVENTS = {"Push Hook", "System Hook"}  # a system hook delivers pushes with object_kind "push"
 
 
@@ -74,17 +76,18 @@ def create_app(settings: Settings, store: Store, enqueue: Callable[[int], None])
             enqueue(submission.id)
         return _accepted(submission_id=submission.id, duplicate=not created, late=late)
 
-    @app.get("/submissions/{submission_id}.json")
-    def report_json(submission_id: int) -> JSONResponse:
-        submission = _submission(store, submission_id)
+    # Report pages are addressed by the submission's unguessable token, never by its id.
+    @app.get("/reports/{token}.json")
+    def report_json(token: str) -> JSONResponse:
+        submission = _by_token(store, token)
         return JSONResponse({"id": submission.id, "state": submission.state, "project": submission.project_path,
                              "sha": submission.sha, "report": submission.report, "error": submission.error})
 
-    @app.get("/submissions/{submission_id}", response_class=HTMLResponse)
-    def report_page(submission_id: int) -> HTMLResponse:
+    @app.get("/reports/{token}", response_class=HTMLResponse)
+    def report_page(token: str) -> HTMLResponse:
         from grader.report import render_markdown
 
-        submission = _submission(store, submission_id)
+        submission = _by_token(store, token)
         body = render_markdown(submission.report) if submission.report else (submission.error or submission.state)
         title = html.escape(f"{submission.project_path} @ {submission.sha[:8]}")
         return HTMLResponse(f"<!doctype html><meta charset='utf-8'><title>{title}</title>"
@@ -150,8 +153,8 @@ def _accepted(**fields: object) -> JSONResponse:
     return JSONResponse(fields, status_code=202)
 
 
-def _submission(store: Store, submission_id: int):
-    submission = store.get(submission_id)
+def _by_token(store: Store, token: str):
+    submission = store.by_token(token) if _TOKEN.fullmatch(token) else None
     if submission is None:
-        raise BadRequest(404, f"no submission {submission_id}")
+        raise BadRequest(404, "no such report")
     return submission

@@ -130,7 +130,8 @@ def test_a_push_is_graded_and_the_grade_appears_on_the_commit(tmp_path, broker_u
     assert states(gitlab, sha) == ["pending", "running", "success"]
     final = gitlab.statuses[-1]
     assert (final.name, final.description, final.coverage) == ("autograder", "5/5", 100.0)
-    assert final.target_url.endswith(f"/submissions/{answer['submission_id']}")
+    report = requests.get(final.target_url + ".json", timeout=5).json()
+    assert (report["id"], report["state"]) == (answer["submission_id"], "graded")
     assert len(gitlab.comments) == 1 and "5/5" in gitlab.comments[0].note
     [entry] = board["entries"]
     assert (entry["student"], entry["project"], entry["latest_score"], entry["max_score"], entry["sha"]) == (
@@ -154,7 +155,9 @@ def test_newer_push_supersedes_a_queued_one_and_gitlab_outage_delays_but_loses_n
             gitlab.fail_for(8, status=500, path_contains="/statuses")  # GitLab down for a while
             with process(["worker", "--concurrency", "1"], env, tmp_path / "worker.log"):
                 FakeGitLab.wait_until(lambda: "success" in states(gitlab, new_sha) and gitlab.comments, timeout=300)
-            report = requests.get(f"{base}/submissions/{first['submission_id']}.json", timeout=5).json()
+            old_link = next(s.target_url for s in gitlab.statuses if s.sha == old_sha)
+            report = requests.get(f"{old_link}.json", timeout=5).json()
+    assert report["id"] == first["submission_id"]
     assert report["state"] == "superseded"
     assert states(gitlab, old_sha) == ["pending", "canceled"]
     assert states(gitlab, new_sha) == ["pending", "running", "success"]  # each once, in order

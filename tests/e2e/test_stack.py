@@ -183,10 +183,11 @@ def test_compose_stack_grades_a_push_and_keeps_the_grade(stack, gitlab, tmp_path
     assert [s.state for s in gitlab.statuses if s.sha == sha] == ["pending", "running", "success"]
     final = gitlab.statuses[-1]
     assert (final.description, final.coverage) == ("5/5", 100.0)
-    assert final.target_url == f"{stack.web_url}/submissions/{answer.json()['submission_id']}"
+    assert final.target_url.startswith(f"{stack.web_url}/reports/")
     assert len(gitlab.comments) == 1 and "5/5" in gitlab.comments[0].note
     report = requests.get(final.target_url + ".json", timeout=10).json()  # the stack's report page
-    assert (report["state"], report["sha"], report["report"]["score"]) == ("graded", sha, 5)
+    assert (report["id"], report["state"], report["sha"], report["report"]["score"]) == (
+        answer.json()["submission_id"], "graded", sha, 5)
     stack.wait_healthy()
     doctor = stack.ok("exec", "-T", "worker", "grader", "doctor")  # the guide's first diagnosis
     assert "engine: ok" in doctor and "base image python:3.11.6-slim-bookworm: present" in doctor, doctor

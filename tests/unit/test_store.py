@@ -207,6 +207,38 @@ def test_select_stuck_names_queued_and_long_running_submissions_only(store, push
     assert store.select_stuck(timedelta(0)) == [queued.id, running.id]  # its worker is gone
 
 
+def test_each_submission_gets_its_own_report_token_which_a_regrade_keeps(store, push):
+    subs = [push() for _ in range(50)]
+    tokens = [s.token for s in subs]
+    assert len(set(tokens)) == 50 and all(len(t) >= 22 for t in tokens)
+    store.start(subs[0].id)
+    store.finish(subs[0].id, make_report(5), "1")
+    assert store.requeue([subs[0].id]) == [subs[0].id]
+    assert store.get(subs[0].id).token == tokens[0]
+    assert store.by_token(tokens[1]).id == subs[1].id
+    assert store.by_token("no-such-token-here-000") is None
+
+
+def test_database_of_the_first_release_gets_report_tokens_and_keeps_its_rows(store_url, store, push):
+    """Version 0 (no grader_schema, no token column) is migrated in place on the next start."""
+    kept = [push(), push(project_id=2)]
+    with store._session() as s:  # back to version 0's shape
+        s.execute(text("DROP TABLE grader_schema"))
+        s.execute(text("DROP INDEX ix_submissions_token"))
+        s.execute(text("ALTER TABLE submissions DROP COLUMN token"))
+    store.close()
+    migrated = Store(store_url)
+    rows = [migrated.get(sub.id) for sub in kept]
+    assert [(r.project_id, r.sha) for r in rows] == [(k.project_id, k.sha) for k in kept]
+    assert all(r.token for r in rows) and rows[0].token != rows[1].token
+    assert migrated.by_token(rows[1].token).id == kept[1].id
+    fresh = push()  # the unique index is back
+    assert fresh.token not in {r.token for r in rows}
+    with migrated._session(write=False) as s:
+        assert s.execute(text("SELECT version FROM grader_schema")).scalar_one() == 1
+    migrated.close()
+
+
 def test_new_database_is_stamped_with_the_schema_version_and_reopens(store_url):
     from grader.store import SCHEMA_VERSION
 

@@ -110,13 +110,17 @@ def test_push_after_the_deadline_is_recorded_as_late(tmp_path):
     assert r.json()["late"] is True and store.get(r.json()["submission_id"]).late
 
 
-def test_report_page_shows_the_stored_report(hook):
+def test_report_page_is_found_by_its_token_only(hook):
     url, store, _, payload = hook
     sub_id = post(url, payload).json()["submission_id"]
     base = url.rsplit("/webhooks", 1)[0]
-    page = requests.get(f"{base}/submissions/{sub_id}", timeout=5)
+    token = store.get(sub_id).token
+    page = requests.get(f"{base}/reports/{token}", timeout=5)
     assert page.status_code == 200 and "devops-2026/ivanov-docker" in page.text
-    assert requests.get(f"{base}/submissions/999999", timeout=5).status_code == 404
+    assert requests.get(f"{base}/reports/{token}.json", timeout=5).json()["id"] == sub_id
+    # Ids are sequential: counting them must not show other students' reports.
+    for guess in (f"submissions/{sub_id}", f"reports/{sub_id}", f"reports/{token[:-1]}x", "reports/..%2F..%2Fetc"):
+        assert requests.get(f"{base}/{guess}", timeout=5).status_code == 404, guess
 
 
 def test_projects_outside_the_graded_groups_are_ignored(tmp_path):
