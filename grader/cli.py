@@ -353,15 +353,22 @@ def regrade(
     typer.echo(f"{'sent again' if stuck else 'requeued'} {len(ids)} submission(s)")
 
 
-def _ceiling(parent: str | None) -> str:
-    """The memory/pids ceiling of that cgroup when this machine can see it (cgroup v1, local engine)."""
+def _ceiling(parent: str | None, root: Path = Path("/sys/fs/cgroup")) -> str:
+    """The memory/pids ceiling of the engine's cgroup parent, read from this machine's cgroup
+    tree (v1: one tree per controller; v2: one unified tree). Unknown for a remote engine."""
+    v2 = (root / "cgroup.controllers").is_file()
+    where = (root / (parent or "").lstrip("/"),) * 2 if v2 else \
+        (root / "memory" / (parent or "").lstrip("/"), root / "pids" / (parent or "").lstrip("/"))
     try:
-        memory = int(Path(f"/sys/fs/cgroup/memory{parent}/memory.limit_in_bytes").read_text())
-        pids = Path(f"/sys/fs/cgroup/pids{parent}/pids.max").read_text().strip()
-    except (OSError, ValueError, TypeError):
-        return "ceiling unknown (remote engine or cgroup v2)"
+        if parent is None:
+            raise ValueError
+        raw = (where[0] / ("memory.max" if v2 else "memory.limit_in_bytes")).read_text().strip()
+        pids = (where[1] / "pids.max").read_text().strip()
+        memory = 2**63 if raw == "max" else int(raw)
+    except (OSError, ValueError):
+        return "ceiling unknown (a remote engine, or its cgroup is not visible here)"
     if memory >= 2**62:
-        return "NO memory ceiling for builds: start the engine with scripts/setup"
+        return "NO memory ceiling for builds: start the engine with scripts/setup (docs/operating.md)"
     return f"memory ceiling {memory / 2**30:.1f} GiB, pids {pids}"
 
 

@@ -108,7 +108,8 @@ class Engine:
         """The cgroup the engine puts containers (and build steps) under, seen from inside one;
         `docker info` does not report it."""
         try:
-            out = self.client.containers.run(image, ["cat", "/proc/self/cgroup"], remove=True,
+            # The host's cgroup namespace: on cgroup v2 a private one would show only "0::/".
+            out = self.client.containers.run(image, ["cat", "/proc/self/cgroup"], remove=True, cgroupns="host",
                                              labels=self._labels("doctor"), network_mode="none")
         except docker.errors.DockerException:
             return None
