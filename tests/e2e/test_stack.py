@@ -201,6 +201,11 @@ def test_compose_stack_grades_a_push_and_keeps_the_grade(stack, gitlab, tmp_path
     assert (entry["student"], entry["project"], entry["latest_score"], entry["sha"]) == (
         "ivanov", "devops-2026/ivanov-docker", 5.0, sha)
 
+    # The instructor grades one project now, in the worker (the guide's place for it: it needs the engine).
+    graded_now = json.loads(stack.ok("exec", "-T", "worker", "grader", "grade", "devops-2026/ivanov-docker",
+                                     "--format", "json", timeout=600))
+    assert graded_now["score"] == 5
+
     # The backup the guide prescribes holds the submission.
     dump = stack.ok("exec", "-T", "postgres", "pg_dump", "-U", "grader", "-d", "grader", "--data-only",
                     "--table=submissions")
