@@ -294,7 +294,7 @@ def scoreboard(
     if fmt not in ("json", "csv"):
         _fail(ConfigError(f"--format {fmt}: use json or csv"), 2)
     try:
-        board = build(Store(settings.database_url), settings.deadline)
+        board = build(Store(settings.database_url), settings.deadline, settings.report_base_url)
     except GraderError as exc:
         _fail(exc, exc.exit_code)
     sys.stdout.write(to_csv(board) if fmt == "csv" else json.dumps(board, ensure_ascii=False, indent=2) + "\n")

@@ -17,6 +17,7 @@ JSON schema `grader.scoreboard/1` (extend, don't break)::
           "sha": "…40 hex…",                         # of the latest graded push
           "graded_at": "2026-03-01T11:58:02+00:00",  # when that push was graded
           "late": false,                             # the latest graded push came after the deadline
+          "report_url": "https://…/reports/…" | null,  # its report page (null without a base URL)
           "variants": {"multistage": 1.5, "nonroot": 1.5, "single": 1.5}   # latest push, per variant
         }
       ]
@@ -36,11 +37,12 @@ from grader.store import GradedSummary, Store
 
 SCHEMA = "grader.scoreboard/1"
 CSV_FIELDS = ["project", "student", "latest_score", "best_score", "max_score", "on_time_score", "late", "sha",
-              "graded_at"]
+              "graded_at", "report_url"]
 
 
-def scoreboard(store: Store, deadline: datetime | None = None) -> dict:
-    """`deadline`: judge lateness by it (e.g. an extended deadline) instead of each push's `late` flag."""
+def scoreboard(store: Store, deadline: datetime | None = None, report_base_url: str | None = None) -> dict:
+    """`deadline`: judge lateness by it (e.g. an extended deadline) instead of each push's `late` flag.
+    `report_base_url`: where the report pages are served (GRADER_REPORT_BASE_URL)."""
     if deadline is not None and deadline.tzinfo is None:
         raise ValueError("deadline must be an aware datetime")
     groups: dict[tuple[int, str], list[GradedSummary]] = {}
@@ -67,6 +69,8 @@ def scoreboard(store: Store, deadline: datetime | None = None) -> dict:
             "sha": last.sha,
             "graded_at": last.finished_at.isoformat() if last.finished_at else None,
             "late": is_late(last),
+            "report_url": f"{report_base_url.rstrip('/')}/reports/{last.token}"
+            if report_base_url and last.token else None,
             "variants": {v["name"]: v.get("score") for v in report.get("variants", [])},
         })
     entries.sort(key=lambda e: (e["project"], e["student"]))

@@ -240,6 +240,7 @@ class GradedSummary:
     late: bool
     score: float
     max_score: float
+    token: str | None = None
 
 
 class Store:
@@ -475,7 +476,8 @@ class Store:
         with self._session(write=False) as s:
             rows = s.execute(select(Submission.id, Submission.project_id, Submission.project_path,
                                     Submission.student, Submission.sha, Submission.received_at,
-                                    Submission.finished_at, Submission.late, Submission.score, Submission.max_score)
+                                    Submission.finished_at, Submission.late, Submission.score, Submission.max_score,
+                                    Submission.token)
                              .where(Submission.state == State.GRADED)
                              .order_by(Submission.received_at, Submission.id)).all()
         return [GradedSummary(*r) for r in rows]

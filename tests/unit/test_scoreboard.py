@@ -13,7 +13,7 @@ from grader.scoreboard import CSV_FIELDS, SCHEMA, scoreboard, to_csv
 from tests.unit.conftest import T0
 
 ENTRY_KEYS = {"student", "project", "latest_score", "best_score", "max_score", "on_time_score", "sha",
-              "graded_at", "late", "variants"}
+              "graded_at", "late", "report_url", "variants"}
 
 
 @pytest.fixture
@@ -118,6 +118,15 @@ def test_csv_has_a_header_and_one_row_per_entry_with_a_column_per_variant(store,
     assert ivanov["sha"] == course["ivanov_latest"].sha
     assert petrov["nonroot"] == ""  # a variant missing from a report is an empty cell
     assert petrov["late"] == "false"
+
+
+def test_each_entry_links_its_latest_graded_push_report_page(store, course):
+    ivanov = by_student(scoreboard(store, report_base_url="https://grader.example.edu/"))["ivanov"]
+    latest = store.get(course["ivanov_latest"].id)
+    assert ivanov["report_url"] == f"https://grader.example.edu/reports/{latest.token}"
+    assert by_student(scoreboard(store))["ivanov"]["report_url"] is None  # no base URL, no link
+    header, *rows = csv.reader(io.StringIO(to_csv(scoreboard(store, report_base_url="https://g.test"))))
+    assert all(dict(zip(header, r, strict=True))["report_url"].startswith("https://g.test/reports/") for r in rows)
 
 
 def test_csv_rows_are_sorted_by_project_then_student_whatever_the_entry_order(store, course):
