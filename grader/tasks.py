@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import redis
 from celery import Celery, Task
 
 from grader.config import get_settings
@@ -69,12 +70,54 @@ def grade_submission(self: Task, submission_id: int) -> None:
         deliver_posts.delay()
 
 
+FOLLOW_UP_S = 5
+CHAIN_TTL_S = 3 * FOLLOW_UP_S  # a chain not heard of for this long is taken as gone
+
+
 @app.task(name="grader.deliver", ignore_result=True)
-def deliver_posts() -> None:
-    """Posts due statuses and comments; reschedules itself while GitLab is unavailable."""
+def deliver_posts(chain: bool = False) -> None:
+    """Posts due statuses and comments. While some wait (GitLab down), one *chain* of deliveries
+    reschedules itself every FOLLOW_UP_S; the deliveries that end gradings join it instead of
+    starting one each, so an outage during a busy evening keeps one chain, not hundreds."""
     waiting = service().deliver_due()
-    if waiting:
-        deliver_posts.apply_async(countdown=5)
+    client = _redis()
+    if not waiting:
+        if chain:
+            _forget_chain(client)
+        return
+    if chain or _start_chain(client):
+        _keep_chain(client)
+        deliver_posts.apply_async(kwargs={"chain": True}, countdown=FOLLOW_UP_S)
+
+
+def _chain_key() -> str:
+    return f"grader:{settings.instance}:deliver-chain"
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.broker_url)
+
+
+def _start_chain(client: redis.Redis) -> bool:
+    """True when no chain runs (or it went silent): the caller starts one."""
+    try:
+        return bool(client.set(_chain_key(), "1", nx=True, ex=CHAIN_TTL_S))
+    except redis.RedisError:  # better a second chain than none
+        return True
+
+
+def _keep_chain(client: redis.Redis) -> None:
+    try:
+        client.set(_chain_key(), "1", ex=CHAIN_TTL_S)
+    except redis.RedisError:  # the chain goes on; a grading may start a second one
+        pass
+
+
+def _forget_chain(client: redis.Redis) -> None:
+    try:
+        client.delete(_chain_key())
+    except redis.RedisError:  # the key expires by itself
+        pass
 
 
 def enqueue(submission_id: int) -> None:

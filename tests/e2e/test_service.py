@@ -228,3 +228,17 @@ def test_regrade_stuck_queues_again_what_redis_lost(tmp_path, broker_url):
     assert "sent again 1 submission(s)" in result.stdout
     assert [(m["headers"]["task"], m["headers"]["argsrepr"]) for m in messages] == [
         ("grader.grade", f"({answer['submission_id']},)")]
+
+
+def test_deliveries_that_end_gradings_join_one_delivery_chain(broker_url):
+    from grader import tasks
+
+    client = redis.Redis.from_url(broker_url)
+    try:
+        assert tasks._start_chain(client) is True  # GitLab down: the first grading's delivery starts it
+        assert tasks._start_chain(client) is False  # the next ones join it
+        assert 0 < client.ttl(tasks._chain_key()) <= tasks.CHAIN_TTL_S  # a dead chain is forgotten
+        tasks._forget_chain(client)  # all delivered: the chain ends
+        assert tasks._start_chain(client) is True
+    finally:
+        client.delete(tasks._chain_key())
