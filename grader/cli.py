@@ -302,7 +302,10 @@ def scoreboard(
 
 @app.command()
 def status() -> None:
-    """Queue length, submissions by state, and the latest ungradable ones."""
+    """Workers answering, queue length and the longest wait, submissions by state, and the latest
+    ungradable ones: what to look at on a deadline night."""
+    from datetime import UTC, datetime
+
     import redis
 
     from grader.store import Store
@@ -310,15 +313,19 @@ def status() -> None:
     settings = get_settings()
     try:
         store = Store(settings.database_url)
-        counts, failures = store.status_counts(), store.recent_failures(5)
+        counts, failures, oldest = store.status_counts(), store.recent_failures(5), store.oldest_queued_at()
     except GraderError as exc:
         _fail(exc, exc.exit_code)
     try:
         queued = redis.Redis.from_url(settings.broker_url, socket_timeout=3).llen("celery")
     except redis.RedisError as exc:
         queued = f"broker unreachable ({exc})"
+    else:
+        typer.echo(_workers_line())
     typer.echo(f"broker queue: {queued}")
-    typer.echo("submissions: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
+    if oldest is not None:
+        typer.echo(f"longest wait: {_minutes(datetime.now(UTC) - oldest)} (queued since {oldest:%Y-%m-%d %H:%M} UTC)")
+    typer.echo("submissions: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     for sub in failures:
         typer.echo(f"  ungradable #{sub.id} {sub.project_path}@{sub.sha[:8]}: {sub.error}")
 
@@ -351,6 +358,20 @@ def regrade(
     for sub_id in ids:
         grade_submission.delay(sub_id)
     typer.echo(f"{'sent again' if stuck else 'requeued'} {len(ids)} submission(s)")
+
+
+def _workers_line() -> str:
+    from grader.tasks import app as celery_app
+
+    names = sorted(name for reply in celery_app.control.ping(timeout=1.5) for name in reply)
+    if not names:
+        return "workers: none answering (nothing is being graded: start one, see docs/operating.md)"
+    return f"workers: {len(names)} answering ({', '.join(names)})"
+
+
+def _minutes(delta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60} min"
 
 
 def _ceiling(parent: str | None, root: Path = Path("/sys/fs/cgroup")) -> str:

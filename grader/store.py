@@ -499,6 +499,11 @@ class Store:
         counts.update({state: n for state, n in rows})
         return counts
 
+    def oldest_queued_at(self) -> datetime | None:
+        """When the submission that has waited longest was received (None: nothing queued)."""
+        with self._session(write=False) as s:
+            return s.scalar(select(func.min(Submission.received_at)).where(Submission.state == State.QUEUED))
+
     def recent_failures(self, limit: int = 10) -> list[Submission]:
         """The latest ungradable submissions, newest first."""
         with self._session(write=False) as s:

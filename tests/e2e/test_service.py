@@ -127,11 +127,14 @@ def test_a_push_is_graded_and_the_grade_appears_on_the_commit(tmp_path, broker_u
             answer = push(base, gitlab, project, sha)
             FakeGitLab.wait_until(lambda: "success" in states(gitlab, sha) and gitlab.comments, timeout=300)
             board = scoreboard(env)
+            status = _cli(env, "status").stdout
             final = gitlab.statuses[-1]
             report = requests.get(final.target_url + ".json", timeout=5).json()  # while the service runs
     assert states(gitlab, sha) == ["pending", "running", "success"]
     assert (final.name, final.description, final.coverage) == ("autograder", "5/5", 100.0)
     assert (report["id"], report["state"]) == (answer["submission_id"], "graded")
+    assert re.search(r"^workers: 1 answering \(celery@", status, re.M), status
+    assert "longest wait" not in status  # nothing queued
     assert len(gitlab.comments) == 1 and "5/5" in gitlab.comments[0].note
     [entry] = board["entries"]
     assert (entry["student"], entry["project"], entry["latest_score"], entry["max_score"], entry["sha"]) == (
@@ -209,6 +212,8 @@ def test_grade_group_queues_every_project_once_and_status_shows_them(tmp_path, b
     assert "queued 2, already graded or queued 0, skipped 1" in first.stdout
     assert "queued 0, already graded or queued 2, skipped 1" in again.stdout
     assert re.search(r"^submissions: .*queued 2", status.stdout, re.M), status.stdout
+    assert re.search(r"^workers: none answering", status.stdout, re.M), status.stdout  # said, not hidden
+    assert re.search(r"^longest wait: 0 min \(queued since ", status.stdout, re.M), status.stdout
     redis.Redis.from_url(broker_url).delete("celery")  # no worker here: drop the queued tasks
 
 
