@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 GRADER := .venv/bin/grader
 
-.PHONY: setup demo test test-fast lint bench
+.PHONY: setup demo test test-fast test-oldest lint bench
 
 setup:
 	scripts/setup
@@ -16,6 +16,10 @@ test: setup
 
 test-fast:
 	.venv/bin/pytest -m "not docker"
+
+# The same tests on Debian's Python 3.11.2, which the worker image on the local base runs.
+test-oldest:
+	scripts/test-oldest
 
 lint:
 	.venv/bin/ruff check grader checks tests scripts/bench scripts/throughput
