@@ -7,7 +7,7 @@ import signal
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,6 +15,12 @@ from grader import assignment as assignment_mod
 from grader import report as report_mod
 from grader.config import get_settings
 from grader.errors import ConfigError, GraderError, SubmissionError
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from grader.config import Settings
+    from grader.store import Store
 
 EXIT_CODES = """Exit codes: 0 graded (whatever the score; see --fail-under), 1 the submission cannot be
 graded as given (no Dockerfiles, unparsable, no source), 2 bad options or assignment file,
@@ -173,28 +179,26 @@ def serve(
     """
     import uvicorn
 
-    from grader.store import Store
     from grader.tasks import enqueue
     from grader.web import create_app
 
     settings = get_settings()
     try:
         settings.require("webhook_secret", "gitlab_url", "gitlab_token")
-        _startup_checks(settings)
-        application = create_app(settings, Store(settings.database_url), enqueue)
+        application = create_app(settings, _startup_checks(settings), enqueue)
     except GraderError as exc:
         _fail(exc, exc.exit_code)
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 
-def _startup_checks(settings) -> None:
+def _startup_checks(settings: Settings) -> Store:
     """What would otherwise fail every job later: the assignment file, and a database this
-    grader can use (reachable, not of a newer schema). Raises ConfigError with what to fix."""
+    grader can use (reachable, not of a newer schema); the open store. ConfigError says what to fix."""
     from grader.assignment import load
     from grader.store import Store
 
     load(settings.assignment_file)
-    Store(settings.database_url).close()
+    return Store(settings.database_url)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -208,7 +212,7 @@ def worker(
     settings = get_settings()
     try:
         settings.require("gitlab_url", "gitlab_token")
-        _startup_checks(settings)
+        _startup_checks(settings).close()  # each worker process opens its own
     except GraderError as exc:
         _fail(exc, exc.exit_code)
     celery_app.worker_main(["worker", "--loglevel=INFO", f"--concurrency={concurrency}", *ctx.args])
@@ -369,7 +373,7 @@ def _workers_line() -> str:
     return f"workers: {len(names)} answering ({', '.join(names)})"
 
 
-def _minutes(delta) -> str:
+def _minutes(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60} min"
 
@@ -377,17 +381,18 @@ def _minutes(delta) -> str:
 def _ceiling(parent: str | None, root: Path = Path("/sys/fs/cgroup")) -> str:
     """The memory/pids ceiling of the engine's cgroup parent, read from this machine's cgroup
     tree (v1: one tree per controller; v2: one unified tree). Unknown for a remote engine."""
+    unknown = "ceiling unknown (a remote engine, or its cgroup is not visible here)"
+    if parent is None:
+        return unknown
+    rel = parent.lstrip("/")
     v2 = (root / "cgroup.controllers").is_file()
-    where = (root / (parent or "").lstrip("/"),) * 2 if v2 else \
-        (root / "memory" / (parent or "").lstrip("/"), root / "pids" / (parent or "").lstrip("/"))
+    memory_file = root / rel / "memory.max" if v2 else root / "memory" / rel / "memory.limit_in_bytes"
+    pids_file = root / rel / "pids.max" if v2 else root / "pids" / rel / "pids.max"
     try:
-        if parent is None:
-            raise ValueError
-        raw = (where[0] / ("memory.max" if v2 else "memory.limit_in_bytes")).read_text().strip()
-        pids = (where[1] / "pids.max").read_text().strip()
+        raw, pids = memory_file.read_text().strip(), pids_file.read_text().strip()
         memory = 2**63 if raw == "max" else int(raw)
     except (OSError, ValueError):
-        return "ceiling unknown (a remote engine, or its cgroup is not visible here)"
+        return unknown
     if memory >= 2**62:
         return "NO memory ceiling for builds: start the engine with scripts/setup (docs/operating.md)"
     return f"memory ceiling {memory / 2**30:.1f} GiB, pids {pids}"

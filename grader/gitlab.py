@@ -166,7 +166,7 @@ class GitLab:
         what = f"posting the {state!r} status {name!r} on {sha[:12]} of {self._describe(project_id)}"
         try:
             with self._translating(what, project_id=project_id, sha=sha):
-                commit = self._gl.projects.get(project_id, lazy=True).commits.get(sha, lazy=True)
+                commit = self._commit(project_id, sha)
                 commit.statuses.create(data, **_NO_RETRY)
         except _AlreadyThere as e:
             log.info("status %s %r on %s of project %s already in place (%s)", state, name, sha[:12],
@@ -183,18 +183,21 @@ class GitLab:
         note += marker
         what = f"commenting on {sha[:12]} of {self._describe(project_id)}"
         with self._translating(what, project_id=project_id, sha=sha):
-            commit = self._gl.projects.get(project_id, lazy=True).commits.get(sha, lazy=True)
-            commit.comments.create({"note": note}, **_NO_RETRY)
+            self._commit(project_id, sha).comments.create({"note": note}, **_NO_RETRY)
 
     def has_comment(self, project_id: int, sha: str, key: str) -> bool:
         """Whether the commit already has a comment posted with `key`."""
         marker = _marker(key)
         what = f"reading the comments of {sha[:12]} of {self._describe(project_id)}"
         with self._translating(what, project_id=project_id, sha=sha):
-            commit = self._gl.projects.get(project_id, lazy=True).commits.get(sha, lazy=True)
-            return any(marker in (c.note or "") for c in commit.comments.list(iterator=True, per_page=100))
+            comments = self._commit(project_id, sha).comments.list(iterator=True, per_page=100)
+            return any(marker in (c.note or "") for c in comments)
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _commit(self, project_id: int, sha: str) -> Any:
+        """The commit as python-gitlab's lazy object: no request until it is used."""
+        return self._gl.projects.get(project_id, lazy=True).commits.get(sha, lazy=True)
 
     def _ref(self, p: Any) -> ProjectRef:
         ref = ProjectRef(int(p.id), p.path_with_namespace, getattr(p, "default_branch", None),

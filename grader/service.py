@@ -76,7 +76,10 @@ class Service:
             # A bug of ours: retrying will not help, and the commit must not say "running" for ever.
             log.exception("grading submission %s failed unexpectedly", sub.id)
             error = f"internal error ({type(exc).__name__}); an instructor can regrade it"
-            self.give_up(sub.id, error) if post else self.store.mark_ungradable(sub.id, error)
+            if post:
+                self.give_up(sub.id, error)
+            else:
+                self.store.mark_ungradable(sub.id, error)
             raise
         self.store.finish(sub.id, result, grader.__version__)
         if post:

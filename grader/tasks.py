@@ -80,13 +80,12 @@ def deliver_posts(chain: bool = False) -> None:
     reschedules itself every FOLLOW_UP_S; the deliveries that end gradings join it instead of
     starting one each, so an outage during a busy evening keeps one chain, not hundreds."""
     waiting = service().deliver_due()
-    client = _redis()
     if not waiting:
         if chain:
-            _forget_chain(client)
+            _forget_chain(_redis())
         return
-    if chain or _start_chain(client):
-        _keep_chain(client)
+    if chain or _start_chain(_redis()):
+        _keep_chain(_redis())
         deliver_posts.apply_async(kwargs={"chain": True}, countdown=FOLLOW_UP_S)
 
 
@@ -94,6 +93,7 @@ def _chain_key() -> str:
     return f"grader:{settings.instance}:deliver-chain"
 
 
+@lru_cache(maxsize=1)
 def _redis() -> redis.Redis:
     return redis.Redis.from_url(settings.broker_url)
 
