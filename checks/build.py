@@ -1,19 +1,26 @@
 """Was the variant's Dockerfile found, parsed and built?"""
 
-from checks import Evidence, failed, passed, skipped, variant_check
+import shlex
+
+from checks import Evidence, Outcome, failed, passed, skipped, variant_check
 from checks.hints import build_hint, failed_step
 
 
-@variant_check("found")
-def found(v, a):
+@variant_check("found", reads=("found",), reasons=("by_content", "by_name", "by_near_name", "missing", "link_outside"))
+def found(v, a) -> Outcome:
+    filename = a.variant(v.name).filename
     if v.dockerfile_path is None:
-        return failed("missing", filename=a.variant(v.name).filename)
+        if v.rejected:
+            return failed("link_outside", path=v.rejected, filename=filename)
+        return failed("missing", filename=filename)
     if v.found_by == "content":
         return passed("by_content", path=v.dockerfile_path)
+    if v.found_by == "near_name":
+        return passed("by_near_name", path=v.dockerfile_path, filename=filename)
     return passed("by_name", path=v.dockerfile_path)
 
 
-@variant_check("parsed")
+@variant_check("parsed", reads=("found", "parsed"), reasons=("error", "no_dockerfile", "ok"))
 def parsed(v, a):
     if v.dockerfile_path is None:
         return skipped("no_dockerfile")
@@ -22,13 +29,16 @@ def parsed(v, a):
     return passed("ok", stages=len(v.parsed.stages))
 
 
-@variant_check("built")
-def built(v, a):
+@variant_check("built", reads=("build", "context", "image", "parsed"),
+               reasons=("context_too_big", "error", "no_context", "not_attempted", "ok", "timeout", "too_big"))
+def built(v, a) -> Outcome:
     b = v.build
     if b is None:
         return skipped("not_attempted")
     if b.succeeded:
         return passed("ok", seconds=round(b.seconds, 1))
+    if b.no_context:
+        return failed("no_context", path=v.dockerfile_path)
     if b.context_refused and v.context is not None:
         return failed("context_too_big", (Evidence("command", "du -sh * .[!.]*  # in the build context"),),
                       size_mib=round(v.context.size_bytes / 2**20), files=v.context.file_count)
@@ -37,19 +47,22 @@ def built(v, a):
         return failed("too_big", (Evidence("command", "docker history IMAGE  # which layer is big"),),
                       size_mib=round(size / 2**20), limit_mib=round(b.oversize_limit / 2**20))
     evidence = [Evidence("log", failed_step(b.log_tail))] if b.log_tail else []
-    hint = build_hint(b.log_tail, b.timed_out, v.parsed)
+    hint = build_hint(b.log_tail, b.timed_out, v.parsed, a)
     if hint and hint.line:
         evidence.insert(0, Evidence("dockerfile", _line_text(v, hint.line), hint.line))
-    evidence.append(Evidence("command", f"DOCKER_BUILDKIT=1 docker build -f {v.dockerfile_path} ."))
+    evidence.append(Evidence("command", reproduce(v)))
     reason = "timeout" if b.timed_out else "error"
     return failed(reason, tuple(evidence), seconds=round(b.seconds), code=b.exit_code,
                   hint=hint.key if hint else "", line=hint.line if hint else None,
                   name=hint.name if hint else "")
 
 
+def reproduce(v) -> str:
+    """The command that builds what the grader built, run from the repository's root."""
+    context = shlex.quote(v.context_rel) if v.context_rel else "PATH/TO/counter-backend"
+    return f"DOCKER_BUILDKIT=1 docker build -f {shlex.quote(v.dockerfile_path or 'Dockerfile')} {context}"
+
+
 def _line_text(v, line: int) -> str:
-    for stage in v.parsed.stages:
-        for ins in stage.instructions:
-            if ins.line == line:
-                return ins.original
-    return ""
+    ins = v.parsed.instruction_at(line) if v.parsed is not None else None
+    return ins.source if ins is not None else ""

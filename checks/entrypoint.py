@@ -3,7 +3,7 @@
 from checks import Evidence, failed, passed, skipped, variant_check
 
 
-@variant_check("exec_form")
+@variant_check("exec_form", reads=("parsed", "runtime"), reasons=("none", "not_parsed", "ok", "shell"))
 def exec_form(v, a):
     if v.parsed is None:
         return skipped("not_parsed")

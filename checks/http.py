@@ -3,7 +3,7 @@
 from checks import Evidence, failed, passed, skipped, variant_check
 
 
-@variant_check("http_contract")
+@variant_check("http_contract", reads=("runtime",), reasons=("not_ready", "not_run", "not_started", "ok", "oom", "probe", "silent", "wrong_port"))
 def http_contract(v, a):
     r = v.runtime
     if r is None:
@@ -33,7 +33,7 @@ def http_contract(v, a):
     return passed("ok", count=len(r.probes))
 
 
-@variant_check("port_honoured")
+@variant_check("port_honoured", reads=("port_runtime",), reasons=("ignored", "not_configured", "not_run", "ok"))
 def port_honoured(v, a):
     """The server listens where its environment says (PORT), so it can run anywhere."""
     r = v.port_runtime

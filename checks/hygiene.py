@@ -20,14 +20,15 @@ def _context_dir(v) -> str:
     return str(parent)
 
 
-@variant_check("dockerignore")
+@variant_check("dockerignore", reads=("context",),
+               reasons=("ineffective", "missing", "no_context", "ok", "reference_context"))
 def dockerignore(v, a):
     if v.context_is_reference:
         return skipped("reference_context")
     if v.context is None:
         return skipped("no_context")
     ctx = v.context
-    where = _context_dir(v)
+    where = v.context_rel or _context_dir(v)
     sizes = dict(context=f"{where}/", files=ctx.file_count, size=round(ctx.size_bytes / 1_000_000, 1))
     # Lists what really reaches the engine, after .dockerignore, with the base image the student has.
     see = Evidence("command", f"printf 'FROM {a.base_image}\\nCOPY . /ctx\\nRUN ls -A /ctx\\n' "
@@ -77,7 +78,7 @@ def _env_no_cache(stage: Stage, parsed: ParsedDockerfile, upto: Instruction) -> 
 def _caches_pip(ins: Instruction, env_no_cache: bool) -> bool:
     if any(f.startswith("--mount=") and "type=cache" in f and ".cache" in f for f in ins.flags):
         return False  # the cache lives in a BuildKit cache mount, not in the layer
-    text = " ".join(ins.args)
+    text = ins.command
     inline = _INLINE_NO_CACHE.search(text)
     env = env_no_cache or bool(inline and inline.group(1).lower() in _PIP_BOOL)
     for command in _COMMANDS.split(text):
@@ -89,17 +90,19 @@ def _caches_pip(ins: Instruction, env_no_cache: bool) -> bool:
     return False
 
 
-@variant_check("pip_no_cache")
+@variant_check("pip_no_cache", reads=("parsed",), reasons=("cached", "no_pip", "not_parsed", "ok"))
 def pip_no_cache(v, a):
     if v.parsed is None:
         return skipped("not_parsed")
     checked = []
-    for stage in v.parsed.stages:
+    # Only layers that ship count: a build stage's cache is thrown away with the stage.
+    for stage in v.parsed.final.lineage():
         for ins in stage.of("RUN"):
-            if not _PIP.search(" ".join(ins.args)):
+            if not _PIP.search(ins.command):
                 continue
             if _caches_pip(ins, _env_no_cache(stage, v.parsed, ins)):
-                return failed("cached", (Evidence.at(ins),), line=ins.line)
+                line, text = ins.locate(_PIP.pattern) or (ins.line, ins.original)
+                return failed("cached", (Evidence.at(ins, line, text),), line=line)
             checked.append(ins)
     if not checked:
         return passed("no_pip")
@@ -111,7 +114,7 @@ def _chainable(first: Instruction, second: Instruction) -> bool:
             and first.flags == second.flags)
 
 
-@variant_check("layers_chained")
+@variant_check("layers_chained", reads=("parsed",), reasons=("consecutive", "not_parsed", "ok"))
 def layers_chained(v, a):
     if v.parsed is None:
         return skipped("not_parsed")
@@ -131,12 +134,14 @@ def layers_chained(v, a):
     return failed("consecutive", evidence, pairs=pairs, line=groups[0][0].line)
 
 
-@variant_check("run_variables")
+@variant_check("run_variables", reads=("parsed",), reasons=("across_runs", "not_parsed", "ok"))
 def run_variables(v, a):
     if v.parsed is None:
         return skipped("not_parsed")
     hint = variable_across_runs(v.parsed)
     if hint is None:
         return passed("ok")
-    used = next(ins for stage in v.parsed.stages for ins in stage.of("RUN") if ins.line == hint.line)
-    return failed("across_runs", (Evidence.at(used),), name=hint.name, line=hint.line)
+    used = v.parsed.instruction_at(hint.line)
+    line_text = used.physical[hint.line - used.line].strip() if used and used.physical else None
+    evidence = (Evidence.at(used, hint.line, line_text),) if used else ()
+    return failed("across_runs", evidence, name=hint.name, line=hint.line)

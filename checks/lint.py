@@ -78,7 +78,8 @@ MAX_MESSAGE = 160  # characters of hadolint's own message kept for an unjudged c
 _UNUSED = re.compile(r"^(\S+) appears unused")
 
 
-@variant_check("hadolint")
+@variant_check("hadolint", reads=("lint", "parsed"), reasons=("findings", "no_dockerfile", "not_run", "ok", "unparsed"),
+               item_reasons=ADVICE | {"other", "more"})
 def hadolint(v, a):
     if v.dockerfile_path is None:
         return skipped("no_dockerfile")

@@ -3,7 +3,7 @@
 from checks import Evidence, failed, global_check, passed
 
 
-@global_check("size_comparison")
+@global_check("size_comparison", reads=("variants", "image"), reasons=("missing", "not_smaller", "ok"))
 def size_comparison(s, a):
     sizes = {name: v.image.size_bytes for name, v in s.variants.items() if v.image is not None}
     missing = [v.name for v in a.variants if v.name not in sizes]

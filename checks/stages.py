@@ -1,14 +1,74 @@
-"""Stage structure, from the parse: how many stages, what the final one is built from and copies."""
+"""Stage structure, judged by what each stage does and what the final image inherits, not by
+how many FROM lines there are or how stages are named.
 
+Definitions (README, "The checks"):
+- Only the stages the final stage needs count: BuildKit never builds the others.
+- A stage *receives the sources* when it COPYs/ADDs from the build context or clones the project;
+  it *runs the build* when it runs Poetry, `pip wheel` or another wheel build. Such a stage is
+  *tainted*: whatever is built FROM it ships its sources and build tools.
+- A stage *works* when it is tainted, takes artefacts from another stage (COPY --from) or installs
+  packages. Anything else — FROM plus ENV/ARG/WORKDIR/SHELL/LABEL/EXPOSE, or RUN steps that bring
+  no project files such as creating a user — is an *alias* of its base.
+"""
+
+from __future__ import annotations
+
+import posixpath
 import re
-from pathlib import PurePosixPath
+from dataclasses import dataclass, field
+from typing import Any
 
-from checks import Evidence, failed, passed, skipped, variant_check
-from grader.dockerfile import ParsedDockerfile, Stage
+from checks import Evidence, Outcome, failed, passed, skipped, variant_check
+from grader.dockerfile import Instruction, ParsedDockerfile, Stage, absolute
+
+BUILD_WORK = r"\bpoetry\b|\bpip[\d.]*\s+(?:-\S+\s+)*wheel\b|\bpython[\d.]*\s+-m\s+build\b|\bsetup\.py\b"
+INSTALLS = r"\bpip[\d.]*\s+(?:-\S+\s+)*install\b"
+GIT_CLONE = r"\bgit\s+clone\b|git\+(?:https?|ssh)://"
 
 
-def _stage_line(stage: Stage, original: str) -> Evidence:
-    return Evidence("dockerfile", original, stage.line)
+@dataclass
+class Role:
+    """What one stage does, with the instructions that show it."""
+
+    stage: Stage
+    sources: list[Instruction] = field(default_factory=list)  # COPY/ADD from the context, git clone
+    build: list[tuple[int, str]] = field(default_factory=list)  # (line, text) of build commands
+    takes: list[tuple[Instruction, Stage]] = field(default_factory=list)  # COPY --from=<stage>
+    installs: list[Instruction] = field(default_factory=list)
+
+    @property
+    def tainted(self) -> bool:
+        return bool(self.sources or self.build)
+
+    @property
+    def working(self) -> bool:
+        return bool(self.tainted or self.takes or self.installs)
+
+
+def roles(p: ParsedDockerfile) -> list[Role]:
+    """The role of every stage the final image needs, in file order."""
+    return [_role(p, s) for s in p.needed()]
+
+
+def _role(p: ParsedDockerfile, stage: Stage) -> Role:
+    role = Role(stage)
+    for ins in stage.instructions:
+        if ins.cmd in ("COPY", "ADD"):
+            ref = ins.flag("from")
+            other = p.stage(ref) if ref else None
+            if other is not None:
+                role.takes.append((ins, other))
+            elif not ref:
+                role.sources.append(ins)
+        elif ins.cmd == "RUN":
+            if re.search(GIT_CLONE, ins.command):
+                role.sources.append(ins)
+            work = ins.locate(BUILD_WORK)
+            if work:
+                role.build.append(work)
+            if re.search(INSTALLS, ins.command):
+                role.installs.append(ins)
+    return role
 
 
 def _needs_parse(check):
@@ -17,10 +77,31 @@ def _needs_parse(check):
     def wrapper(v, a):
         if v.parsed is None:
             return skipped("not_parsed")
-        return check(v.parsed, a)
+        return check(v, v.parsed, a)
 
     wrapper.__name__ = check.__name__
     return wrapper
+
+
+def _from(stage: Stage) -> Evidence:
+    if stage.from_ins is not None:
+        return Evidence.at(stage.from_ins)
+    return Evidence("dockerfile", stage.from_instruction, stage.line)
+
+
+def _role_item(r: Role) -> dict[str, Any]:
+    """One sentence per stage in the evidence of the structure checks: who did what, where."""
+    base = {"stage": r.stage.label, "line": r.stage.line}
+    if r.tainted:
+        lines = sorted({i.line for i in r.sources} | {line for line, _ in r.build})
+        return {"reason": "stage_build", **base, "lines": ", ".join(map(str, lines))}
+    if r.takes:
+        ins, other = r.takes[0]
+        return {"reason": "stage_takes", **base, "sources": " ".join(ins.args[:-1]), "from": other.label,
+                "copy_line": ins.line}
+    if r.installs:
+        return {"reason": "stage_installs", **base, "install_line": r.installs[0].line}
+    return {"reason": "stage_alias", **base, "base": r.stage.base_resolved}
 
 
 def normalise_image(ref: str) -> str:
@@ -31,108 +112,237 @@ def normalise_image(ref: str) -> str:
     return ref
 
 
-@variant_check("base_image")
+STAGE_ITEMS = ("stage_alias", "stage_build", "stage_takes", "stage_installs")
+
+
+@variant_check("base_image", reads=("parsed",), reasons=("not_parsed", "ok", "wrong"))
 @_needs_parse
-def base_image(p: ParsedDockerfile, a):
+def base_image(v, p: ParsedDockerfile, a) -> Outcome:
     expected = normalise_image(a.base_image)
-    for stage in p.stages:
+    for stage in p.needed():
         if stage.parent is None and normalise_image(stage.base_resolved) != expected:
-            return failed("wrong", (_stage_line(stage, f"FROM {stage.base}"),),
-                          found=stage.base_resolved, expected=a.base_image, line=stage.line)
+            return failed("wrong", (_from(stage),), found=stage.base_resolved, expected=a.base_image, line=stage.line)
     return passed("ok", expected=a.base_image)
 
 
-@variant_check("source_from_context")
+@variant_check("source_from_context", reads=("parsed",), reasons=("fetched", "not_parsed", "ok"))
 @_needs_parse
-def source_from_context(p: ParsedDockerfile, a):
-    for stage in p.stages:
+def source_from_context(v, p: ParsedDockerfile, a) -> Outcome:
+    for stage in p.needed():
         for ins in stage.of("RUN", "ADD"):
-            text = " ".join(ins.args)
-            if re.search(r"\bgit\s+clone\b|git\+https?://|\.git(\s|$)", text):
-                return failed("fetched", (Evidence.at(ins),), line=ins.line)
+            found = ins.locate(GIT_CLONE) or (ins.locate(r"\.git(\s|$)") if ins.cmd == "ADD" else None)
+            if found:
+                line, text = found
+                return failed("fetched", (Evidence.at(ins, line, text),), line=line)
     return passed("ok")
 
 
-@variant_check("single_stage")
+@variant_check("single_stage", reads=("parsed",), reasons=("not_parsed", "ok", "ok_alias", "several"),
+               item_reasons=STAGE_ITEMS)
 @_needs_parse
-def single_stage(p: ParsedDockerfile, a):
-    if len(p.stages) == 1:
+def single_stage(v, p: ParsedDockerfile, a) -> Outcome:
+    found = roles(p)
+    working = [r for r in found if r.working]
+    items = [_role_item(r) for r in found]
+    if len(working) <= 1:
+        if len(found) > 1:
+            return passed("ok_alias", tuple(_from(r.stage) for r in found), count=len(found), items=items)
         return passed("ok")
-    return failed("several", tuple(_stage_line(s, f"FROM {s.base}") for s in p.stages),
-                  count=len(p.stages))
+    return failed("several", tuple(_from(r.stage) for r in working), count=len(working), items=items)
 
 
-@variant_check("multi_stage")
+@variant_check("multi_stage", reads=("parsed",), reasons=("not_parsed", "ok", "one", "no_artefacts"),
+               item_reasons=STAGE_ITEMS)
 @_needs_parse
-def multi_stage(p: ParsedDockerfile, a):
-    if len(p.stages) >= 2:
-        return passed("ok", count=len(p.stages))
-    return failed("one", (_stage_line(p.final, f"FROM {p.final.base}"),))
+def multi_stage(v, p: ParsedDockerfile, a) -> Outcome:
+    found = roles(p)
+    working = [r for r in found if r.working]
+    items = [_role_item(r) for r in found]
+    evidence = tuple(_from(r.stage) for r in found)
+    if len(working) < 2:
+        return failed("one", evidence, count=len(found), working=len(working), items=items,
+                      stage=working[0].stage.label if working else p.final.label)
+    final_lineage = p.final.lineage()
+    takes = any(other not in final_lineage for s in final_lineage for _, other in _role(p, s).takes)
+    # A final stage built FROM a working stage is multi-stage too, just not isolated: that one
+    # mistake is final_stage_isolated's to report, once.
+    inherits = any(_role(p, s).working for s in final_lineage[1:])
+    if not (takes or inherits):
+        return failed("no_artefacts", evidence, count=len(working), items=items, stage=p.final.label)
+    aliases = len(working) < len(found)  # say why some FROM lines do not count
+    return passed("ok", evidence, count=len(working), items=items if aliases else [])
 
 
-@variant_check("final_stage_isolated")
+@variant_check("final_stage_isolated", reads=("parsed", "contents"),
+               reasons=("from_stage", "not_parsed", "ok", "ok_alias", "one_stage"),
+               item_reasons=("found_in_image", *STAGE_ITEMS))
 @_needs_parse
-def final_stage_isolated(p: ParsedDockerfile, a):
+def final_stage_isolated(v, p: ParsedDockerfile, a) -> Outcome:
     final = p.final
-    if len(p.stages) < 2:
+    if len(p.needed()) < 2:
         return skipped("one_stage")
-    if final.parent is not None:
-        return failed("from_stage", (_stage_line(final, f"FROM {final.base}"),),
-                      stage=final.parent.label, line=final.line)
+    ancestors = final.lineage()[1:]
+    tainted = next((r for r in (_role(p, s) for s in ancestors) if r.tainted), None)
+    if tainted is not None:
+        evidence = [_from(final), *(_from(s) for s in ancestors)]
+        items = [_role_item(tainted)]
+        found = _leftovers(v, a)
+        if found:
+            items.append({"reason": "found_in_image", "found": ", ".join(found[:3])})
+            evidence.append(Evidence("observed", "\n".join(found[:20])))
+        return failed("from_stage", tuple(evidence), stage=final.parent.label if final.parent else "?",
+                      via=tainted.stage.label, line=final.line, items=items)
+    if ancestors:
+        return passed("ok_alias", tuple(_from(s) for s in final.lineage()), stage=ancestors[0].label,
+                      base=ancestors[-1].base_resolved)
     return passed("ok", base=final.base_resolved)
 
 
-def _is_dist(source: str) -> bool:
-    return "dist" in PurePosixPath(source).parts
+def leftovers(v, a) -> tuple[list[str], list[str]]:
+    """The build tools and the build files/sources the running final image holds."""
+    c = v.contents
+    if c is None or c.error:
+        return [], []
+    tools, sources = [], []
+    for path in c.paths:
+        name = path.rsplit("/", 1)[-1]
+        if any(name == t or name.startswith(f"{t}-") for t in a.final_image.build_tools):
+            tools.append(path)
+        elif "-packages/" not in path:  # an installed package's own pyproject.toml is not ours
+            sources.append(path)
+    return tools, sources
 
 
-@variant_check("copies_only_dist")
+def _leftovers(v, a) -> list[str]:
+    tools, sources = leftovers(v, a)
+    return tools + sources
+
+
+def _source_dirs(p: ParsedDockerfile, stage: Stage) -> list[tuple[str, Instruction]]:
+    """Where the project's sources went in `stage` (and the stages it is built FROM)."""
+    dirs = []
+    for s in stage.lineage():
+        role = _role(p, s)
+        for ins in role.sources:
+            cwd = p.workdir_at(s, ins)
+            dest = p.resolve(ins.args[-1], s, ins) if ins.cmd in ("COPY", "ADD") and len(ins.args) > 1 else "."
+            dirs.append((absolute(dest, cwd), ins))
+    return dirs
+
+
+def _overlaps(a_path: str, b_path: str) -> bool:
+    if a_path == "/" or b_path == "/":
+        return True
+    def under(x: str, y: str) -> bool:
+        return x == y or x.startswith(y.rstrip("/") + "/")
+
+    return under(a_path, b_path) or under(b_path, a_path)
+
+
+def _is_dist(path: str) -> bool:
+    return "dist" in posixpath.normpath(path).split("/")
+
+
+@variant_check("copies_only_dist", reads=("parsed", "contents"),
+               reasons=("from_context", "not_parsed", "not_run", "nothing", "ok", "ok_clean", "one_stage",
+                        "too_much", "too_much_found", "from_image"))
 @_needs_parse
-def copies_only_dist(p: ParsedDockerfile, a):
-    final = p.final
-    if len(p.stages) < 2:
+def copies_only_dist(v, p: ParsedDockerfile, a) -> Outcome:
+    if len(p.needed()) < 2:
         return skipped("one_stage")
-    copies = final.of("COPY", "ADD")
-    from_stages = [c for c in copies if c.flag("from") and p.stage(c.flag("from")) is not None]
-    for ins in copies:
-        sources = ins.args[:-1]
-        if ins in from_stages and not all(_is_dist(s) for s in sources):
-            return failed("too_much", (Evidence.at(ins),), sources=" ".join(sources), line=ins.line)
-        if ins not in from_stages and not ins.flag("from"):
-            return failed("from_context", (Evidence.at(ins),), sources=" ".join(sources), line=ins.line)
-    if not from_stages:
-        return failed("nothing", (_stage_line(final, f"FROM {final.base}"),))
-    return passed("ok", evidence=tuple(Evidence.at(c) for c in from_stages))
+    shipped = _shipped(p)
+    taken: list[Instruction] = []
+    undecided: list[tuple[Instruction, str]] = []
+    for stage in shipped:
+        for ins in stage.of("COPY", "ADD"):
+            sources = " ".join(ins.args[:-1])
+            ref = ins.flag("from")
+            other = p.stage(ref) if ref else None
+            if not ref:
+                return failed("from_context", (Evidence.at(ins),), sources=sources, line=ins.line)
+            if other is None:
+                return failed("from_image", (Evidence.at(ins),), image=ref, line=ins.line)
+            taken.append(ins)
+            verdict = _judge_copy(p, ins, other)
+            if isinstance(verdict, Outcome):
+                return verdict
+            undecided += [(ins, src) for src in verdict]
+    if not taken:
+        return failed("nothing", (_from(p.final),))
+    if not undecided:
+        return passed("ok", tuple(Evidence.at(c) for c in taken))
+    return _judge_by_contents(v, a, undecided)
 
 
-@variant_check("offline_install")
+def _shipped(p: ParsedDockerfile) -> list[Stage]:
+    """The final stage and the untainted stages it is built FROM: their own instructions are the
+    final image's (a tainted ancestor is final_stage_isolated's verdict, not repeated here)."""
+    return [p.final] + [s for s in p.final.lineage()[1:] if not _role(p, s).tainted]
+
+
+def _judge_copy(p: ParsedDockerfile, ins: Instruction, other: Stage) -> Outcome | list[str]:
+    """A failing outcome, or the sources whose content only the running image can tell."""
+    cwd = p.workdir_at(other)
+    source_dirs = _source_dirs(p, other)
+    unproven = []
+    for raw in ins.args[:-1]:
+        src = absolute(p.resolve(raw, other), cwd)
+        if _is_dist(src):
+            continue
+        hit = next(((d, s) for d, s in source_dirs if _overlaps(src, d)), None)
+        if hit is not None:
+            return failed("too_much", (Evidence.at(ins), Evidence.at(hit[1])), sources=raw, stage=other.label,
+                          line=ins.line, source_line=hit[1].line, where=hit[0])
+        unproven.append(raw)
+    return unproven
+
+
+def _judge_by_contents(v, a, undecided: list[tuple[Instruction, str]]) -> Outcome:
+    """A COPY --from of a directory that never received the sources (e.g. `/app/` the build filled
+    with dist): the running image says whether only build output came along."""
+    ins, raw = undecided[0]
+    c = v.contents
+    if c is None:
+        return skipped("not_run")
+    found = _leftovers(v, a)
+    if found or c.error:
+        return failed("too_much_found", (Evidence.at(ins), Evidence("observed", "\n".join(found[:20]))),
+                      sources=raw, line=ins.line, found=", ".join(found[:3]) or c.error)
+    return passed("ok_clean", (Evidence.at(ins),), sources=raw, line=ins.line)
+
+
+@variant_check("offline_install", reads=("parsed",),
+               reasons=("from_index", "no_install", "not_parsed", "ok", "one_stage"))
 @_needs_parse
-def offline_install(p: ParsedDockerfile, a):
-    if len(p.stages) < 2:
+def offline_install(v, p: ParsedDockerfile, a) -> Outcome:
+    if len(p.needed()) < 2:
         return skipped("one_stage")
-    installs = [i for i in p.final.of("RUN") if re.search(r"\bpip3?\s+install\b", " ".join(i.args))]
+    shipped = _shipped(p)
+    installs = [i for s in shipped for i in s.of("RUN") if re.search(INSTALLS, i.command)]
     if not installs:
-        return failed("no_install", (_stage_line(p.final, f"FROM {p.final.base}"),))
+        return failed("no_install", (_from(p.final),))
     for ins in installs:
-        if "--no-index" not in " ".join(ins.args):
-            return failed("from_index", (Evidence.at(ins),), line=ins.line)
-    return passed("ok", evidence=tuple(Evidence.at(i) for i in installs))
+        if "--no-index" not in ins.command:
+            line, text = ins.locate(INSTALLS) or (ins.line, ins.original)
+            return failed("from_index", (Evidence.at(ins, line, text),), line=line)
+    return passed("ok", tuple(Evidence.at(i) for i in installs))
 
 
-@variant_check("final_image_clean")
-def final_image_clean(v, a):
+@variant_check("final_image_clean", reads=("parsed", "contents"),
+               reasons=("leftovers", "not_run", "ok", "one_stage", "unknown"))
+def final_image_clean(v, a) -> Outcome:
     """What the final image really holds: no Poetry, no project sources or build files."""
-    if v.parsed is not None and len(v.parsed.stages) < 2:
+    if v.parsed is not None and len(v.parsed.needed()) < 2:
         return skipped("one_stage")
     c = v.contents
     if c is None:
         return skipped("not_run")
     if c.error:
         return failed("unknown", error=c.error)
-    command = Evidence("command", "docker run --rm --entrypoint sh IMAGE -c 'command -v poetry; ls /app'")
-    found = c.poetry + c.sources
-    if found:
-        listing = Evidence("observed", "\n".join(found[:20]))
-        return failed("leftovers", (listing, command), poetry=", ".join(c.poetry[:3]) or "—",
-                      sources=", ".join(c.sources[:3]) or "—")
+    command = Evidence("command", "docker run --rm --entrypoint sh IMAGE -c 'command -v poetry; ls -A \"$PWD\"'")
+    tools, sources = leftovers(v, a)
+    if tools or sources:
+        listing = Evidence("observed", "\n".join((tools + sources)[:20]))
+        return failed("leftovers", (listing, command), poetry=", ".join(tools[:3]) or "—",
+                      sources=", ".join(sources[:3]) or "—")
     return passed("ok")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,44 @@ class Probe:
     path: str
     status: int
     json: object
+
+
+@dataclass(frozen=True)
+class FinalImage:
+    """What a clean final image must not hold; searched in the running image by name and path."""
+
+    build_tools: tuple[str, ...] = ("poetry",)  # executables, and their `NAME-<version>.dist-info`
+    build_files: tuple[str, ...] = ("pyproject.toml", "poetry.lock")
+    source_paths: tuple[str, ...] = ("*/src/counter_backend",)  # `find -path` patterns
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        return self.build_tools + tuple(f"{t}-[0-9]*.dist-info" for t in self.build_tools)
+
+
+# Flags the course needs, per instruction; any other flag the engine's frontend accepts is refused.
+DEFAULT_FLAGS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("ADD", ("chown", "chmod")),
+    ("COPY", ("from", "chown", "chmod")),
+    ("RUN", ("mount",)),
+    ("HEALTHCHECK", ("interval", "timeout", "start-period", "start-interval", "retries")),
+)
+MOUNT_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a Dockerfile may make the engine fetch or read on the student's behalf (`[policy]`,
+    enforced by grader/policy.py before anything is sent to the engine)."""
+
+    allowed_url_prefixes: tuple[str, ...] = ()  # ADD may download from these; none by default
+    allowed_frontends: tuple[str, ...] = ("docker/dockerfile:1",)  # `# syntax=` (then removed)
+    allowed_base_images: tuple[str, ...] = ()  # external FROM images; empty: the base image only
+    allowed_mount_types: tuple[str, ...] = ("bind", "cache", "tmpfs")
+    allowed_flags: tuple[tuple[str, tuple[str, ...]], ...] = DEFAULT_FLAGS
+
+    def flags_for(self, cmd: str) -> tuple[str, ...]:
+        return next((names for name, names in self.allowed_flags if name == cmd.upper()), ())
 
 
 @dataclass(frozen=True)
@@ -55,6 +94,10 @@ class Assignment:
     variants: tuple[VariantRubric, ...]
     global_checks: tuple[GlobalCheck, ...]
     source: Path
+    module: str = "counter_backend"  # `python -m MODULE` starts the service (build hints)
+    console_scripts: tuple[str, ...] = ("server",)  # its console scripts, likewise
+    final_image: FinalImage = FinalImage()
+    policy: Policy = Policy()
 
     @property
     def max_score(self) -> float:
@@ -109,7 +152,57 @@ def _build(data: dict, path: Path) -> Assignment:
         variants=variants,
         global_checks=global_checks,
         source=path,
+        module=str(head.get("module", "counter_backend")),
+        console_scripts=tuple(head.get("console_scripts", ("server",))),
+        final_image=_final_image(data.get("final_image", {})),
+        policy=_policy(data.get("policy", {})),
     )
+
+
+def _final_image(table: dict) -> FinalImage:
+    unknown = set(table) - {"build_tools", "build_files", "source_paths"}
+    if unknown:
+        raise ValueError(f"[final_image]: unknown keys {sorted(unknown)}")
+    default = FinalImage()
+    return FinalImage(
+        build_tools=tuple(table.get("build_tools", default.build_tools)),
+        build_files=tuple(table.get("build_files", default.build_files)),
+        source_paths=tuple(table.get("source_paths", default.source_paths)),
+    )
+
+
+def _policy(table: dict) -> Policy:
+    unknown = set(table) - {"allowed_url_prefixes", "allowed_frontends", "allowed_base_images",
+                            "allowed_mount_types", "allowed_flags"}
+    if unknown:
+        raise ValueError(f"[policy]: unknown keys {sorted(unknown)}")
+    default = Policy()
+    prefixes = tuple(table.get("allowed_url_prefixes", default.allowed_url_prefixes))
+    for prefix in prefixes:
+        # A prefix must fix the host: "https://files.example.edu" would also allow
+        # "https://files.example.edu.attacker.net/...".
+        if not re.match(r"https?://[^/@\s]+/", prefix):
+            raise ValueError(f"[policy] allowed_url_prefixes: {prefix!r} must be http(s)://HOST/...")
+    mounts = tuple(table.get("allowed_mount_types", default.allowed_mount_types))
+    if set(mounts) - set(MOUNT_TYPES):
+        raise ValueError(f"[policy] allowed_mount_types: unknown {sorted(set(mounts) - set(MOUNT_TYPES))}")
+    flags = table.get("allowed_flags")
+    return Policy(
+        allowed_url_prefixes=prefixes,
+        allowed_frontends=tuple(table.get("allowed_frontends", default.allowed_frontends)),
+        allowed_base_images=tuple(table.get("allowed_base_images", default.allowed_base_images)),
+        allowed_mount_types=mounts,
+        allowed_flags=default.allowed_flags if flags is None else _flags(flags),
+    )
+
+
+def _flags(table: dict) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    import dockerfile as buildkit_parser
+
+    known = {c.upper() for c in buildkit_parser.all_cmds()}
+    if set(table) - known:
+        raise ValueError(f"[policy.allowed_flags]: unknown instructions {sorted(set(table) - known)}")
+    return tuple((cmd, tuple(str(n).lower() for n in names)) for cmd, names in table.items())
 
 
 def _require_languages(what: str, texts: dict) -> None:

@@ -45,7 +45,7 @@ class Lang(StrEnum):
     en = "en"
 
 
-def _fail(exc: Exception, code: int) -> None:
+def _fail(exc: Exception | str, code: int) -> None:
     typer.echo(f"grader: {exc}", err=True)
     raise typer.Exit(code)
 
@@ -90,6 +90,7 @@ def check(
 ) -> None:
     """Grade a local repository: find, build, run and probe the three Dockerfile variants."""
     from grader.engine import Engine
+    from grader.messages import refusal
     from grader.pipeline import grade
 
     settings = get_settings().model_copy()
@@ -103,14 +104,14 @@ def check(
     progress = (lambda _m: None) if quiet else (lambda m: typer.echo(f"· {m}", err=True))
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` cleans up like Ctrl-C does
     try:
-        rubric = assignment_mod.load(assignment)
+        rubric = assignment_mod.load(assignment or settings.assignment_file)
         if reference is not None and not reference.is_dir():
             raise ConfigError(f"--reference {reference}: not a directory")
         engine = Engine(settings)
         facts, scored = grade(path, rubric, settings, engine, reference=reference and reference.resolve(),
                               log_dir=logs, progress=progress)
     except SubmissionError as exc:
-        _fail(exc, SubmissionError.exit_code)
+        _fail(refusal(exc, lang.value if lang else rubric.language), SubmissionError.exit_code)
     except GraderError as exc:
         _fail(exc, exc.exit_code)
     except KeyboardInterrupt:

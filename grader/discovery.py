@@ -1,17 +1,27 @@
-"""Finds the student's Dockerfiles, decides which is which variant, and picks each build context."""
+"""Finds the student's Dockerfiles, decides which is which variant, and picks each build context.
+
+Everything it says to the student is a `Note` (a catalogue key and its values, rendered in the
+report's language): which file was taken for which variant, near-miss names, ignored copies,
+links out of the repository, files that are not where they belong.
+"""
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.assignment import Assignment
 from grader.dockerfile import ParsedDockerfile, is_root_user, parse_file
-from grader.errors import SubmissionError
+from grader.errors import GraderError, SubmissionError
+from grader.facts import Note
+from grader.messages import note
 
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", "dist"}
 MAX_FILES_SCANNED = 20_000
+PROJECT_FILE = "pyproject.toml"
 
 
 @dataclass
@@ -26,59 +36,83 @@ class Candidate:
 class Assigned:
     variant: str
     candidate: Candidate | None
-    found_by: str | None  # "name" | "content"
+    found_by: str | None  # "name" | "near_name" | "content"
     context: Path | None
     context_is_reference: bool = False
+    context_rel: str | None = None  # repo-relative build context ("counter-backend", "."); None: reference
+    rejected: str | None = None  # repo-relative path of a file for this variant that was not read (a link out)
 
 
 @dataclass
 class Discovery:
     variants: dict[str, Assigned]
-    notes: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+
+@dataclass
+class _Scan:
+    candidates: list[Candidate]
+    links_out: list[str]  # Dockerfile-like names that are symlinks leaving the repository
+    projects: list[Path]  # directories holding a pyproject.toml, shallowest first
 
 
 def discover(repo: Path, assignment: Assignment, reference: Path | None) -> Discovery:
     repo = repo.resolve()
-    if not repo.is_dir():
-        raise SubmissionError(f"{repo}: not a directory")
-    candidates = [_parse(c) for c in _find_dockerfiles(repo)]
+    if reference is not None and not (reference / PROJECT_FILE).is_file():
+        # The course's source is configured but unusable: ours to fix, never a student's zero.
+        raise GraderError(f"the reference source {reference} has no {PROJECT_FILE}; fix `reference` in the "
+                          "assignment file or --reference")
+    scan = _scan(repo)
+    notes = [Note("symlink_outside", path=rel) for rel in scan.links_out]
+    candidates = [_parse(c) for c in scan.candidates]
     if not candidates:
-        raise SubmissionError(f"{repo}: no Dockerfile found (looked for Dockerfile* and *.dockerfile)")
-    by_name = {v.filename: v.name for v in assignment.variants}
-    named = [c for c in candidates if c.path.name in by_name]
-    notes: list[str] = []
-    if named:
-        chosen = _assign_by_name(named, by_name, notes)
-        found_by = "name"
+        raise SubmissionError("no Dockerfile found (looked for Dockerfile* and *.dockerfile)",
+                              reason="no_dockerfile")
+    named = {c.rel: _name_match(c.path.name, assignment) for c in candidates}
+    if any(named.values()):
+        chosen, found_by = _assign_by_name(candidates, named, assignment, notes)
     else:
-        chosen = _assign_by_content(candidates, assignment, notes)
-        found_by = "content"
+        chosen, found_by = _assign_by_content(candidates, assignment, notes), {}
     variants = {}
     for v in assignment.variants:
         cand = chosen.get(v.name)
-        context, is_ref = _context(cand, repo, reference) if cand else (None, False)
-        variants[v.name] = Assigned(v.name, cand, found_by if cand else None, context, is_ref)
+        rejected = next((r for r in scan.links_out if _name_match(Path(r).name, assignment) == (v.name, "name")), None)
+        if cand is None:
+            variants[v.name] = Assigned(v.name, None, None, None, rejected=rejected)
+            continue
+        context, rel = _context(cand, repo, scan.projects, reference, notes)
+        variants[v.name] = Assigned(v.name, cand, found_by.get(v.name, "content"), context,
+                                    context is not None and rel is None, rel)
     return Discovery(variants, notes)
 
 
-def _find_dockerfiles(repo: Path) -> list[Candidate]:
+def _scan(repo: Path) -> _Scan:
     found: list[Candidate] = []
+    links_out: list[str] = []
+    projects: list[Path] = []
     scanned = 0
     for root, dirs, files in os.walk(repo):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+        if PROJECT_FILE in files and _inside(Path(root) / PROJECT_FILE, repo):
+            projects.append(Path(root))
         for name in sorted(files):
             scanned += 1
             if scanned > MAX_FILES_SCANNED:
-                raise SubmissionError(f"{repo}: more than {MAX_FILES_SCANNED} files; is this the right repository?")
+                raise SubmissionError(f"more than {MAX_FILES_SCANNED} files; is this the right repository?",
+                                      reason="too_many_files", limit=MAX_FILES_SCANNED)
             if _looks_like_dockerfile(name):
                 path = Path(root) / name
-                if _inside(path, repo):  # a symlink out of the repository is never read
-                    found.append(Candidate(path, path.relative_to(repo).as_posix()))
-    return found
+                rel = path.relative_to(repo).as_posix()
+                if _inside(path, repo):
+                    found.append(Candidate(path, rel))
+                elif path.is_symlink():  # never read; the report names it
+                    links_out.append(rel)
+    projects.sort(key=lambda p: (len(p.relative_to(repo).parts), str(p)))
+    return _Scan(found, links_out, projects)
 
 
 def _looks_like_dockerfile(name: str) -> bool:
-    lower = name.lower()
+    lower = name.strip().lower()
     return lower.startswith("dockerfile") or lower.endswith(".dockerfile")
 
 
@@ -97,59 +131,119 @@ def _parse(c: Candidate) -> Candidate:
     return c
 
 
-def _assign_by_name(named: list[Candidate], by_name: dict[str, str], notes: list[str]) -> dict[str, Candidate]:
+def _squash(name: str) -> str:
+    return re.sub(r"[\s._-]+", "", name.lower())
+
+
+def _name_match(name: str, assignment: Assignment) -> tuple[str, str] | None:
+    """(variant, "name") for the exact file name, (variant, "near_name") for a near miss such as
+    `dockerfile.single`, `Dockerfile.multi-stage`, `Dockerfile_nonroot` or a trailing space."""
+    for v in assignment.variants:
+        if name == v.filename:
+            return v.name, "name"
+    for v in assignment.variants:
+        if _squash(name) == _squash(v.filename):
+            return v.name, "near_name"
+    return None
+
+
+def _assign_by_name(candidates: list[Candidate], named: dict[str, tuple[str, str] | None], assignment: Assignment,
+                    notes: list[Note]) -> tuple[dict[str, Candidate], dict[str, str]]:
     chosen: dict[str, Candidate] = {}
-    # Prefer the copy next to a pyproject.toml, then the shallowest path.
-    ranked = sorted(named, key=lambda c: (not (c.path.parent / "pyproject.toml").is_file(), c.rel.count("/"), c.rel))
+    how: dict[str, str] = {}
+    # The exact name first, then the copy next to a pyproject.toml, then the shallowest path.
+    ranked = sorted((c for c in candidates if named[c.rel]), key=lambda c: (
+        named[c.rel][1] != "name", not (c.path.parent / PROJECT_FILE).is_file(), c.rel.count("/"), c.rel))
     for c in ranked:
-        variant = by_name[c.path.name]
+        variant, kind = named[c.rel]
         if variant in chosen:
-            notes.append(f"ignored {c.rel}: {chosen[variant].rel} is used for {variant}")
-        else:
-            chosen[variant] = c
-    return chosen
+            notes.append(Note("ignored_duplicate", path=c.rel, used=chosen[variant].rel, variant=variant))
+            continue
+        chosen[variant], how[variant] = c, kind
+        if kind == "near_name":
+            expected = assignment.variant(variant).filename
+            notes.append(Note("near_name", path=c.rel, expected=expected, variant=variant))
+    return chosen, how
 
 
 def classify(parsed: ParsedDockerfile) -> str:
-    """Earlier-edition files have free names: one stage, several, or several with a non-root USER."""
-    if len(parsed.stages) == 1:
+    """Earlier-edition files have free names: one working stage, several, or several with a
+    non-root USER. A bare alias stage (`FROM python:... AS base`) does not make a file multi-stage."""
+    needed = parsed.needed()
+    copies_between = any(ins.flag("from") for s in needed for ins in s.of("COPY", "ADD"))
+    bare = [s for s in needed[:-1] if not s.of("RUN", "COPY", "ADD")]
+    if len(needed) == 1 or (not copies_between and len(bare) == len(needed) - 1):
         return "single"
     user = parsed.final_user()
-    if user is not None and user.args and not is_root_user(user.args[0]):
+    if user is not None and user.args and not is_root_user(parsed.resolve(user.args[0], parsed.final)):
         return "nonroot"
     return "multistage"
 
 
-def _assign_by_content(candidates: list[Candidate], assignment: Assignment, notes: list[str]) -> dict[str, Candidate]:
+def _assign_by_content(candidates: list[Candidate], assignment: Assignment, notes: list[Note]) -> dict[str, Candidate]:
     chosen: dict[str, Candidate] = {}
     for c in candidates:
         if c.parsed is None:
-            notes.append(f"ignored {c.rel}: {c.parse_error}")
+            notes.append(Note("ignored_unparsable", path=c.rel, error=c.parse_error or "?"))
             continue
         kind = classify(c.parsed)
         if kind in chosen:
-            notes.append(f"ignored {c.rel}: also looks like {kind}; {chosen[kind].rel} is used")
+            notes.append(Note("ignored_same_kind", path=c.rel, variant=kind, used=chosen[kind].rel))
         else:
             chosen[kind] = c
-            notes.append(f"took {c.rel} as {kind} ({_why(kind, c.parsed)})")
+            notes.append(_took(c.rel, kind, c.parsed))
     if not chosen:
-        raise SubmissionError("no Dockerfile could be parsed: " + "; ".join(notes))
+        raise SubmissionError("no Dockerfile could be parsed: " + "; ".join(note(n, "en") for n in notes),
+                              reason="none_parsable", notes=list(notes))
     known = {v.name for v in assignment.variants}
     return {k: c for k, c in chosen.items() if k in known}
 
 
-def _why(kind: str, parsed: ParsedDockerfile) -> str:
-    n = len(parsed.stages)
-    if kind == "single":
-        return "one stage"
+def _took(rel: str, kind: str, parsed: ParsedDockerfile) -> Note:
+    stages = len(parsed.needed())
     if kind == "nonroot":
-        return f"{n} stages, USER {parsed.final_user().args[0]}"
-    return f"{n} stages, no non-root USER"
+        user = parsed.final_user()
+        return Note("took_nonroot", path=rel, stages=stages, user=user.args[0] if user and user.args else "?")
+    return Note(f"took_{kind}", path=rel, stages=stages)
 
 
-def _context(c: Candidate, repo: Path, reference: Path | None) -> tuple[Path | None, bool]:
-    if (c.path.parent / "pyproject.toml").is_file():
-        return c.path.parent, False
+def _context(c: Candidate, repo: Path, projects: list[Path], reference: Path | None,
+             notes: list[Note]) -> tuple[Path | None, str | None]:
+    """The build context: the Dockerfile's own directory when the project is there; else a project
+    directory of the repository in which the file's COPY sources exist (a file put in the wrong
+    place is still graded, and the student told where it belongs); else the course's reference."""
+    here = c.path.parent
+    if (here / PROJECT_FILE).is_file():
+        return here, _rel(here, repo)
+    copies = c.parsed is not None and any(not i.flag("from") for s in c.parsed.needed() for i in s.of("COPY", "ADD"))
+    options = projects + ([repo] if copies and repo not in projects else [])
+    for option in options:
+        if c.parsed is not None and _sources_exist(c.parsed, option):
+            if option != here:
+                notes.append(Note("misplaced", path=c.rel, project=_rel(option, repo), filename=Path(c.rel).name))
+            return option, _rel(option, repo)
     if reference is not None:
-        return reference, True
-    return None, False
+        return reference, None
+    if projects:  # the sources it names are missing there too: the build will say which
+        notes.append(Note("misplaced", path=c.rel, project=_rel(projects[0], repo), filename=Path(c.rel).name))
+        return projects[0], _rel(projects[0], repo)
+    return None, None
+
+
+def _rel(path: Path, repo: Path) -> str:
+    return path.relative_to(repo).as_posix() or "."
+
+
+def _sources_exist(parsed: ParsedDockerfile, context: Path) -> bool:
+    """Whether every source the file COPYs from the context is there (globs must match something)."""
+    for stage in parsed.needed():
+        for ins in stage.of("COPY", "ADD"):
+            if ins.flag("from") or ins.heredocs:
+                continue
+            for source in ins.args[:-1]:
+                if "://" in source:
+                    continue
+                target = (context / source.lstrip("/")).as_posix()
+                if not glob.glob(target) and not Path(target).exists():
+                    return False
+    return True

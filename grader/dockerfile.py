@@ -5,6 +5,7 @@ Parsing is BuildKit's own parser (PyPI `dockerfile`); this module only shapes it
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,31 @@ class Instruction:
     line: int
     end_line: int
     json_form: bool
+    physical: tuple[str, ...] = ()  # the file's own lines from `line` to `end_line`, as written
+    heredocs: tuple[str, ...] = ()  # bodies of `<<EOF` documents, which are part of the command
+
+    @property
+    def source(self) -> str:
+        """The instruction as the student wrote it (all its lines), for evidence."""
+        return "\n".join(self.physical) if self.physical else self.original
+
+    @property
+    def command(self) -> str:
+        """What a RUN executes: its arguments, and the bodies of its heredocs."""
+        return "\n".join((" ".join(self.args), *self.heredocs))
+
+    def locate(self, pattern: str) -> tuple[int, str] | None:
+        """The physical line (number, text) where `pattern` first matches; None when it does not.
+
+        A chained `RUN a && \\ b && \\ c` is one instruction over several lines: evidence about
+        `b` must name b's own line, not the RUN's first one."""
+        regex = re.compile(pattern)
+        for offset, text in enumerate(self.physical):
+            if regex.search(text):
+                return self.line + offset, text.strip()
+        if regex.search(self.command):
+            return self.line, (self.physical[0].strip() if self.physical else self.original)
+        return None
 
     def flag(self, name: str) -> str | None:
         """The value of `--name=value`, or None."""
@@ -46,6 +72,11 @@ class Stage:
     line: int
     instructions: list[Instruction] = field(default_factory=list)
     parent: Stage | None = None  # set when the stage is built FROM an earlier stage
+    from_ins: Instruction | None = None  # the FROM line itself, for evidence
+
+    @property
+    def from_instruction(self) -> str:
+        return f"FROM {self.base}" + (f" AS {self.name}" if self.name else "")
 
     def lineage(self) -> list[Stage]:
         """This stage, then the earlier stages it is built FROM, nearest first."""
@@ -68,10 +99,80 @@ class ParsedDockerfile:
     stages: list[Stage]
     global_args: dict[str, str]
     preamble: list[Instruction] = field(default_factory=list)  # the ARGs before the first FROM
+    lines: tuple[str, ...] = ()  # the file's text, one entry per line (BOM and CR removed)
 
     @property
     def final(self) -> Stage:
         return self.stages[-1]
+
+    def instruction_at(self, line: int) -> Instruction | None:
+        """The instruction that spans `line`, for evidence built from a line number."""
+        for stage in self.stages:
+            for ins in stage.instructions:
+                if ins.line <= line <= ins.end_line:
+                    return ins
+        return None
+
+    def sources_of(self, stage: Stage) -> list[Stage]:
+        """The earlier stages `stage` is built from or copies/mounts from (directly)."""
+        found = [stage.parent] if stage.parent is not None else []
+        for ins in stage.instructions:
+            for ref in _stage_refs(ins):
+                other = self.stage(ref)
+                if other is not None and other.index < stage.index and other not in found:
+                    found.append(other)
+        return found
+
+    def needed(self) -> list[Stage]:
+        """The stages BuildKit builds for the final image (the others are skipped), in file order."""
+        seen: dict[int, Stage] = {}
+        todo = [self.final]
+        while todo:
+            stage = todo.pop()
+            if stage.index not in seen:
+                seen[stage.index] = stage
+                todo.extend(self.sources_of(stage))
+        return [seen[i] for i in sorted(seen)]
+
+    def values_at(self, stage: Stage, upto: Instruction | None = None) -> dict[str, str]:
+        """ARG and ENV values in effect in `stage` before `upto` (all of the stage when None).
+
+        Docker's scoping: ENV is inherited through FROM an earlier stage; an ARG lasts until the
+        end of its stage, and a global ARG (before the first FROM) is visible only where the stage
+        declares it again (`ARG NAME`)."""
+        values: dict[str, str] = {}
+        for s in reversed(stage.lineage()):  # oldest first
+            for ins in s.instructions:
+                if ins is upto:
+                    return values
+                if ins.cmd == "ENV":
+                    for name, value in _env_pairs(ins):
+                        values[name] = substitute(value, values)
+                elif ins.cmd == "ARG" and s is stage:
+                    for arg in ins.args:
+                        name, eq, default = arg.partition("=")
+                        if eq:
+                            values.setdefault(name, substitute(default.strip("\"'"), values))
+                        elif name in self.global_args:
+                            values.setdefault(name, self.global_args[name])
+        return values
+
+    def workdir_at(self, stage: Stage, upto: Instruction | None = None) -> str:
+        """The working directory (absolute) in `stage` before `upto`, following WORKDIR through FROM.
+
+        The base image's own WORKDIR is unknown here; "/" is what the course's base image has."""
+        cwd = "/"
+        for s in reversed(stage.lineage()):
+            for ins in s.instructions:
+                if ins is upto:
+                    return cwd
+                if ins.cmd == "WORKDIR" and ins.args:
+                    cwd = absolute(self.resolve(ins.args[0], s, ins), cwd)
+        return cwd
+
+    def resolve(self, text: str, stage: Stage, upto: Instruction | None = None) -> str:
+        """`text` with the stage's ARG/ENV values substituted (`USER ${USER}` -> `USER user`)."""
+        return substitute(text, self.values_at(stage, upto))
 
     def stage(self, ref: str) -> Stage | None:
         """The earlier stage a FROM or --from refers to, by name or index."""
@@ -99,6 +200,13 @@ class ParsedDockerfile:
         return None
 
 
+def absolute(path: str, cwd: str) -> str:
+    """`path` as an absolute, normalised container path, relative ones taken from `cwd`."""
+    joined = posixpath.join(cwd, path.strip("\"'"))
+    normal = posixpath.normpath(joined)
+    return "/" + normal.lstrip("/") if normal != "/" else "/"
+
+
 def is_root_user(spec: str) -> bool:
     """`root`, `0`, `0:0`, `root:staff`: every way of writing the root user."""
     return spec.split(":", 1)[0].strip().lower() in ROOT_NAMES
@@ -119,14 +227,18 @@ def parse_text(text: str, display_path: str) -> ParsedDockerfile:
         commands = buildkit_parser.parse_string(text)
     except buildkit_parser.GoParseError as exc:
         raise SubmissionError(f"{display_path}: not a valid Dockerfile ({exc})") from exc
-    instructions = [_instruction(c) for c in commands]
+    lines = tuple(text.removeprefix("\ufeff").splitlines())
+    instructions = [_instruction(c, lines) for c in commands]
     for ins in instructions:
         if ins.cmd.lower() not in _KNOWN_CMDS:
             raise SubmissionError(f"{display_path}:{ins.line}: unknown instruction '{ins.cmd}'")
-    return _split_stages(instructions, display_path)
+    parsed = _split_stages(instructions, display_path)
+    parsed.lines = lines
+    return parsed
 
 
-def _instruction(command: buildkit_parser.Command) -> Instruction:
+def _instruction(command: buildkit_parser.Command, lines: tuple[str, ...]) -> Instruction:
+    physical = tuple(ln.rstrip() for ln in lines[command.start_line - 1:command.end_line])
     return Instruction(
         cmd=command.cmd.upper(),
         args=tuple(command.value),
@@ -135,7 +247,28 @@ def _instruction(command: buildkit_parser.Command) -> Instruction:
         line=command.start_line,
         end_line=command.end_line,
         json_form=command.json,
+        physical=physical,
+        heredocs=tuple(h.content for h in command.heredocs),
     )
+
+
+def _stage_refs(ins: Instruction) -> list[str]:
+    """Stage names or indexes an instruction reads from: `COPY --from=X`, `RUN --mount=...,from=X`."""
+    refs = []
+    if ins.cmd in ("COPY", "ADD") and ins.flag("from"):
+        refs.append(ins.flag("from") or "")
+    for flag in ins.flags:
+        if flag.lower().startswith("--mount="):
+            for part in flag.split("=", 1)[1].split(","):
+                key, _, value = part.partition("=")
+                if key.strip().lower() == "from" and value:
+                    refs.append(value.strip())
+    return refs
+
+
+def _env_pairs(ins: Instruction) -> list[tuple[str, str]]:
+    # BuildKit's parser gives ENV as name, value, name, value, ... (both forms)
+    return list(zip(ins.args[0::2], ins.args[1::2], strict=False))
 
 
 def _split_stages(instructions: list[Instruction], display_path: str) -> ParsedDockerfile:
@@ -172,7 +305,7 @@ def _new_stage(
     parent = next(
         (s for s in earlier if s.name and s.name.lower() == resolved.lower()), None
     )
-    return Stage(index, name, base, resolved, ins.line, parent=parent)
+    return Stage(index, name, base, resolved, ins.line, parent=parent, from_ins=ins)
 
 
 def _arg_defaults(ins: Instruction) -> dict[str, str]:

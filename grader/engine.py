@@ -7,12 +7,14 @@ translated here into `EngineUnavailable` / `GraderError` (ours) or into facts (t
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,15 +34,16 @@ LABEL_INSTANCE = "grader.instance"
 UNWANTED_IN_CONTEXT = {".git", ".venv", "venv", "dist", "__pycache__", ".pytest_cache", ".mypy_cache", "node_modules"}
 CONTEXT_FILE_LIMIT = 100_000  # counting stops here: enough to say "too big"
 CONTEXT_BYTES_LIMIT = 8 * 1024**3
-# Looks, inside the running image, for what a clean final stage must not carry. `timeout` and
-# `head` bound the work whatever the image holds; site-packages hits are installed code, not sources.
-CONTENTS_SCRIPT = (
-    "timeout 10 find / -xdev \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o "
-    "\\( -name poetry -o -name 'poetry-[0-9]*.dist-info' -o -name pyproject.toml -o -name poetry.lock "
-    "-o -path '*/src/counter_backend' \\) -print 2>/dev/null | head -n 100"
-)
 # Only what the docker CLI needs: the grader's own secrets never reach a build.
 CLI_ENV_KEYS = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
+
+
+def contents_script(names: Sequence[str], paths: Sequence[str]) -> str:
+    """A bounded `find` over the image for files named `names` or at paths matching `paths`:
+    `timeout` and `head` bound the work whatever the image holds."""
+    tests = [f"-name {shlex.quote(n)}" for n in names] + [f"-path {shlex.quote(p)}" for p in paths]
+    return ("timeout 10 find / -xdev \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o "
+            f"\\( {' -o '.join(tests) or '-false'} \\) -print 2>/dev/null | head -n 100")
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,24 @@ class BuildCli:
         return [*head, "--progress=plain", "-f", str(dockerfile), "-t", tag,
                 "--iidfile", str(iidfile), *label_args, str(context)]
 
-    def env(self) -> dict[str, str]:
+    def env(self, docker_config: Path | None = None) -> dict[str, str]:
         env = {k: os.environ[k] for k in CLI_ENV_KEYS if k in os.environ}
         env["DOCKER_BUILDKIT"] = "1"
+        if docker_config is not None:
+            env["DOCKER_CONFIG"] = str(docker_config)
         return env
+
+
+def private_docker_config(job: str) -> Path:
+    """An empty Docker config directory for one build (the caller removes it). The host's
+    config.json would lend a build its registry logins and credential helpers (sent to the engine
+    for pulls), its proxies (passed as build args) and its current context (another engine); only
+    the CLI plugins (buildx) are linked in."""
+    path = Path(tempfile.mkdtemp(prefix=f"grader-{job}-docker-config-"))
+    plugins = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "cli-plugins"
+    if plugins.is_dir():
+        (path / "cli-plugins").symlink_to(plugins)
+    return path
 
 
 def detect_build_cli(configured: str | None) -> BuildCli:
@@ -166,8 +183,13 @@ class Engine:
         cmd = self.cli.command(dockerfile, context, tag, iidfile, self._labels(job))
         log = CappedLog(log_path, log_cap_bytes)
         started = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=self.cli.env(), start_new_session=True)
+        config = private_docker_config(job)
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=self.cli.env(config), start_new_session=True)
+        except OSError:
+            shutil.rmtree(config, ignore_errors=True)
+            raise
         reader = threading.Thread(target=_pump, args=(proc.stdout, log), daemon=True)
         reader.start()
         try:
@@ -185,6 +207,7 @@ class Engine:
             reader.join(timeout=10)
             proc.wait(timeout=30)
             log.close()
+            shutil.rmtree(config, ignore_errors=True)
         seconds = time.monotonic() - started
         image_id = iidfile.read_text().strip() if iidfile.is_file() else None
         ok = proc.returncode == 0 and not timed_out and bool(image_id)
@@ -386,11 +409,11 @@ class Running:
                 return int(line.split()[1])
         return None
 
-    def contents(self) -> ContentsFacts:
-        code, out = self._exec(["sh", "-c", CONTENTS_SCRIPT])
+    def contents(self, names: Sequence[str], paths: Sequence[str]) -> ContentsFacts:
+        code, out = self._exec(["sh", "-c", contents_script(names, paths)])
         if code != 0 and not out:
             return ContentsFacts(error="the image could not be searched (no sh/find in it)")
-        return classify_contents(out.decode(errors="replace").splitlines())
+        return ContentsFacts(paths=[p for p in out.decode(errors="replace").splitlines() if p])
 
     def listening_ports(self) -> list[int]:
         code, out = self._exec(["cat", "/proc/net/tcp", "/proc/net/tcp6"])
@@ -448,17 +471,6 @@ def _read_patterns(ignore: Path) -> list[str]:
     except OSError:
         return []
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-
-
-def classify_contents(paths: list[str]) -> ContentsFacts:
-    facts = ContentsFacts()
-    for path in paths:
-        name = path.rsplit("/", 1)[-1]
-        if name == "poetry" or name.startswith("poetry-"):
-            facts.poetry.append(path)
-        elif "-packages/" not in path:
-            facts.sources.append(path)
-    return facts
 
 
 def listening_ports(proc_net_tcp: str) -> list[int]:

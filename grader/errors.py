@@ -25,6 +25,14 @@ class ConfigError(GraderError):
 
 
 class SubmissionError(Exception):
-    """The submission cannot be graded as given (no Dockerfiles, unparsable file, empty repo)."""
+    """The submission cannot be graded as given (no Dockerfiles, unparsable file, empty repo).
+
+    With a `reason` (a key of checks/messages/refusal.toml) and its values, the student reads it
+    in the report's language (grader.messages.refusal); the plain message is for logs."""
 
     exit_code = 1
+
+    def __init__(self, message: str, reason: str | None = None, **params: object) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.params = params

@@ -8,6 +8,21 @@ from pathlib import Path
 from grader.dockerfile import ParsedDockerfile
 
 
+class Note:
+    """Something discovery tells the student (a file taken, ignored or misplaced), as a key of
+    checks/messages/discovery.toml and its values: rendered in the report's language."""
+
+    def __init__(self, key: str, **params: object) -> None:
+        self.key = key
+        self.params = params
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Note) and (self.key, self.params) == (other.key, other.params)
+
+    def __repr__(self) -> str:
+        return f"Note({self.key!r}, **{self.params!r})"
+
+
 @dataclass
 class BuildFacts:
     succeeded: bool
@@ -19,6 +34,7 @@ class BuildFacts:
     log_tail: str = ""  # the last lines of the build log, for evidence and hints
     oversize_limit: int | None = None  # set when the image outgrew the grader's limit (and was removed)
     context_refused: bool = False  # the build context was over the limits: nothing was sent
+    no_context: bool = False  # no project source to build the file with: nothing was sent
 
 
 @dataclass
@@ -37,10 +53,10 @@ class ImageFacts:
 
 @dataclass
 class ContentsFacts:
-    """What the final image holds that a clean multi-stage image should not (paths found)."""
+    """Paths found in the running final image by the assignment's search (`[final_image]`):
+    build tools, build files, project sources. What they mean is the checks' to say."""
 
-    poetry: list[str] = field(default_factory=list)  # poetry executables or packages
-    sources: list[str] = field(default_factory=list)  # project sources outside site-packages
+    paths: list[str] = field(default_factory=list)
     error: str | None = None  # why the listing could not be taken
 
 
@@ -60,6 +76,34 @@ class LintFinding:
     level: str  # error | warning | info | style
     line: int
     message: str
+
+
+@dataclass(frozen=True)
+class PolicyFinding:
+    """Something the file would make the engine fetch or read on the student's behalf (grader/policy.py)."""
+
+    rule: str  # a reason of the build_policy check, e.g. "remote_source"
+    line: int
+    text: str  # the instruction (or directive) as written, for evidence
+    params: dict[str, str] = field(default_factory=dict)  # e.g. {"source": "http://…"}, for the message
+
+
+@dataclass(frozen=True)
+class BuildfileChange:
+    """How the copy sent to the engine differs from the student's file (grader/buildfile.py)."""
+
+    kind: str  # "syntax_removed" | "heredoc_rewritten"
+    line: int
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PolicyFacts:
+    """The policy gate's decision: findings refuse the build; otherwise the copy that was built."""
+
+    findings: list[PolicyFinding] = field(default_factory=list)
+    changes: list[BuildfileChange] = field(default_factory=list)
+    buildfile: Path | None = None  # the copy given to the engine (`-f`); None when refused
 
 
 @dataclass
@@ -96,8 +140,10 @@ class RuntimeFacts:
 class VariantFacts:
     name: str
     dockerfile_path: str | None  # repo-relative
-    found_by: str | None = None  # "name" or "content"
+    found_by: str | None = None  # "name", "near_name" or "content"
     context_is_reference: bool = False
+    context_rel: str | None = None  # the build context, repo-relative ("counter-backend"); None: reference
+    rejected: str | None = None  # a file for this variant that was not read (a symlink out of the repository)
     parse_error: str | None = None
     parsed: ParsedDockerfile | None = None
     context: ContextFacts | None = None
@@ -107,10 +153,11 @@ class VariantFacts:
     runtime: RuntimeFacts | None = None
     contents: ContentsFacts | None = None
     port_runtime: RuntimeFacts | None = None  # a second run with PORT set to another port
+    policy: PolicyFacts | None = None  # the policy gate; None: not reached (no parsed file)
 
 
 @dataclass
 class SubmissionFacts:
     repo: Path
     variants: dict[str, VariantFacts]
-    discovery_notes: list[str] = field(default_factory=list)
+    discovery_notes: list[Note] = field(default_factory=list)

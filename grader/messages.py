@@ -6,7 +6,9 @@ import tomllib
 from functools import lru_cache
 from pathlib import Path
 
-from checks import Outcome
+from grader.checkapi import Outcome
+from grader.errors import SubmissionError
+from grader.facts import Note
 
 CATALOGUE = Path(__file__).resolve().parent.parent / "checks" / "messages"
 
@@ -49,7 +51,26 @@ def message(check_id: str, outcome: Outcome, lang: str) -> str:
 def _item(check_id: str, item: dict, lang: str) -> str:
     """One entry of an outcome's `items` (a list of {"reason": key, **params}): a sentence of its own,
     looked up under the same check id, e.g. one piece of advice per hadolint finding."""
-    entry = catalogue().get(check_id, {}).get(item["reason"])
+    entry = catalogue().get(check_id, {}).get(item["reason"]) or catalogue()["common"].get(item["reason"])
     if entry is None:
         return f"{check_id}: {item['reason']}"
     return entry[lang].format_map(_Blank({k: v for k, v in item.items() if v is not None}))
+
+
+def note(n: Note, lang: str) -> str:
+    """A discovery note (checks/messages/discovery.toml) in `lang`."""
+    entry = catalogue()["discovery"].get(n.key)
+    if entry is None:
+        return n.key
+    return entry[lang].format_map(_Blank({k: v for k, v in n.params.items() if v is not None}))
+
+
+def refusal(exc: SubmissionError, lang: str) -> str:
+    """Why a submission cannot be graded, in `lang` (checks/messages/refusal.toml); never a server path."""
+    entry = catalogue()["refusal"].get(exc.reason or "")
+    if entry is None:
+        return str(exc)
+    params = _Blank({k: v for k, v in exc.params.items() if v is not None})
+    if "notes" in exc.params:
+        params["details"] = "; ".join(note(n, lang) for n in exc.params["notes"])  # type: ignore[union-attr]
+    return entry[lang].format_map(params)

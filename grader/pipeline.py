@@ -22,8 +22,10 @@ from grader.config import Settings
 from grader.discovery import Assigned, discover
 from grader.engine import ContainerFailed, Engine, Running, context_facts
 from grader.errors import GraderError, SubmissionError
-from grader.facts import BuildFacts, RuntimeFacts, SubmissionFacts, VariantFacts
+from grader.facts import BuildFacts, PolicyFacts, RuntimeFacts, SubmissionFacts, VariantFacts
 from grader.lint import hadolint
+from grader.messages import note as note_text
+from grader.policy import allowed_bases, gate
 from grader.probe import NotReady, run_probes, wait_ready
 from grader.scoring import Scored, score
 
@@ -52,12 +54,11 @@ def grade(repo: Path, assignment: Assignment, settings: Settings, engine: Engine
           progress: Progress = lambda _msg: None) -> tuple[SubmissionFacts, Scored]:
     reference = reference or assignment.reference
     found = discover(repo, assignment, reference)
-    _require_contexts(found.variants.values(), reference)
     if not engine.has_image(assignment.base_image):
         raise GraderError(f"base image {assignment.base_image} is not on the engine; "
                           "run scripts/setup (it builds a local stand-in when no registry answers)")
-    for note in found.notes:
-        progress(note)
+    for n in found.notes:
+        progress(note_text(n, "en"))
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         job = Job(uuid.uuid4().hex[:12], repo.resolve(), log_dir or Path(tmp), assignment, settings, engine,
                   progress)
@@ -76,17 +77,6 @@ def grade(repo: Path, assignment: Assignment, settings: Settings, engine: Engine
                               "nothing of it was kept (raise GRADER_JOB_TIMEOUT_S if builds are this slow)")
         facts = SubmissionFacts(job.repo, variants, found.notes)
         return facts, score(facts, assignment)
-
-
-def _require_contexts(assigned, reference: Path | None) -> None:
-    if reference is not None and not (reference / "pyproject.toml").is_file():
-        raise SubmissionError(f"reference source {reference} has no pyproject.toml")
-    for a in assigned:
-        if a.candidate is not None and a.context is None:
-            raise SubmissionError(
-                f"{a.candidate.rel}: no pyproject.toml next to it and no reference source; "
-                "pass --reference DIR (the course's counter-backend source)"
-            )
 
 
 def _gather(job: Job, assigned: dict[str, Assigned]) -> dict[str, VariantFacts]:
@@ -122,7 +112,8 @@ def _tag(job: Job, variant: str) -> str:
 
 def _build(job: Job, a: Assigned) -> VariantFacts:
     c = a.candidate
-    facts = VariantFacts(a.variant, c.rel if c else None, a.found_by, a.context_is_reference)
+    facts = VariantFacts(a.variant, c.rel if c else None, a.found_by, a.context_is_reference, a.context_rel,
+                         a.rejected)
     if c is None:
         job.progress(f"{a.variant}: no Dockerfile")
         return facts
@@ -130,15 +121,24 @@ def _build(job: Job, a: Assigned) -> VariantFacts:
     if c.parsed is None:
         job.progress(f"{a.variant}: {c.rel} cannot be parsed")
         return facts
+    if a.context is None:  # no source next to it, none elsewhere in the repository, no reference
+        facts.build = BuildFacts(succeeded=False, seconds=0.0, no_context=True)
+        job.progress(f"{a.variant}: no source to build {c.rel} with")
+        return facts
     facts.context = context_facts(a.context, c.path)
     facts.lint = hadolint(c.path)
+    facts.policy = _gate(job, a)
+    if facts.policy.findings:
+        job.progress(f"{a.variant}: refused by the build policy (line {facts.policy.findings[0].line}), not built")
+        return facts
     limits = job.settings
     if facts.context.size_bytes > limits.max_context_bytes or facts.context.file_count > limits.max_context_files:
         facts.build = BuildFacts(succeeded=False, seconds=0.0, context_refused=True)
         job.progress(f"{a.variant}: build context too large, not sent")
         return facts
     job.progress(f"{a.variant}: building {c.rel}")
-    facts.build = job.engine.build(c.path, a.context, _tag(job, a.variant), job.log_dir / f"{a.variant}.build.log",
+    facts.build = job.engine.build(facts.policy.buildfile, a.context, _tag(job, a.variant),
+                                   job.log_dir / f"{a.variant}.build.log",
                                    job.id, job.settings.build_timeout_s, job.settings.log_cap_bytes,
                                    cancel=job.cancelled)
     if not facts.build.succeeded:
@@ -152,6 +152,18 @@ def _build(job: Job, a: Assigned) -> VariantFacts:
         return facts
     job.progress(f"{a.variant}: built in {facts.build.seconds:.1f} s, running it")
     return facts
+
+
+def _gate(job: Job, a: Assigned) -> PolicyFacts:
+    """The policy gate (grader/policy.py): what the file would make the engine fetch is refused
+    before the engine sees it; otherwise the copy to build is written next to the build log."""
+    env = {}
+    for base in allowed_bases(job.assignment):
+        if not job.engine.has_image(base):  # the engine would pull it for the student
+            raise GraderError(f"allowed base image {base} is not on the engine; run scripts/setup "
+                              "or remove it from [policy] allowed_base_images")
+        env[base] = job.engine.inspect_image(base).env
+    return gate(a.candidate.path, job.assignment, env, job.log_dir / f"{a.variant}.Dockerfile")
 
 
 def _run_main(job: Job, v: VariantFacts) -> None:
@@ -208,7 +220,8 @@ def _observe(job: Job, running: Running, facts: RuntimeFacts, v: VariantFacts) -
         facts.uid = running.process_uid()
         if not facts.ready:
             facts.listening_ports = running.listening_ports()
-        v.contents = running.contents()
+        fi = job.assignment.final_image
+        v.contents = running.contents(fi.tool_names + fi.build_files, fi.source_paths)
         facts.stop_seconds = running.stop(settings.stop_timeout_s)
     else:
         facts.exited_early = True

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import grader
 from grader.assignment import Assignment
 from grader.facts import SubmissionFacts
-from grader.messages import message, title
+from grader.messages import message, note, title
 from grader.scoring import CheckResult, Scored, VariantScore
 
 if TYPE_CHECKING:  # rich is imported only when a text report is rendered: JSON runs start faster
@@ -40,7 +40,7 @@ def to_json(facts: SubmissionFacts, scored: Scored, assignment: Assignment, lang
         "max_score": scored.max_score,
         "variants": [_variant_json(v, assignment, lang) for v in scored.variants],
         "checks": [_check_json(c, lang) for c in scored.checks],
-        "notes": list(facts.discovery_notes),
+        "notes": [note(n, lang) for n in facts.discovery_notes],
     }
 
 

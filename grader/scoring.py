@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checks import GLOBAL_CHECKS, VARIANT_CHECKS, Outcome
+from checks import GLOBAL_CHECKS, VARIANT_CHECKS
 from grader.assignment import Assignment, VariantRubric
+from grader.checkapi import CheckSpec, Outcome
 from grader.errors import GraderError
 from grader.facts import SubmissionFacts, VariantFacts
 
@@ -64,8 +65,14 @@ def _global(check_id: str, points: float, facts: SubmissionFacts, assignment: As
     return CheckResult(check_id, outcome.status, got, points, True, outcome)
 
 
-def _run(check_id: str, fn, facts, assignment: Assignment) -> Outcome:
+def _run(check_id: str, spec: CheckSpec, facts: object, assignment: Assignment) -> Outcome:
     try:
-        return fn(facts, assignment)
+        outcome = spec(facts, assignment)
     except Exception as exc:  # a crashing check is our bug, never the student's zero
         raise GraderError(f"check {check_id} crashed: {type(exc).__name__}: {exc}") from exc
+    # A reason nobody declared may have no message: our bug too, caught before a student sees "?".
+    items = {item["reason"] for item in outcome.params.get("items") or ()}
+    if outcome.reason not in spec.reasons or not items <= spec.item_reasons:
+        raise GraderError(f"check {check_id} returned an undeclared reason {outcome.reason!r} "
+                          f"(items {sorted(items - spec.item_reasons)})")
+    return outcome

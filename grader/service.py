@@ -13,6 +13,7 @@ from grader import assignment as assignment_mod
 from grader import report as report_mod
 from grader.config import Settings
 from grader.errors import GraderError, SubmissionError
+from grader.messages import refusal
 from grader.gitlab import GitLab
 from grader.sources import Workspace, extract_archive
 from grader.store import Store
@@ -69,7 +70,7 @@ class Service:
                                       reference=self.assignment.reference)
                 result = report_mod.to_json(facts, scored, self.assignment, self.assignment.language)
         except SubmissionError as exc:
-            result = self._refusal(str(exc))
+            result = self._refusal(refusal(exc, self.assignment.language))
         except GraderError:
             raise  # the task retries it, then gives up
         except Exception as exc:

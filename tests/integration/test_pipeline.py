@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from grader import assignment as assignment_mod
-from grader.errors import GraderError, SubmissionError
+from grader.errors import GraderError
 from grader.pipeline import grade
 from grader.report import to_json
 from tests.conftest import BROKEN, REFERENCE_REPO, REFERENCE_SOURCE
@@ -69,10 +69,12 @@ def test_unparsable_variant_is_a_verdict_and_the_others_are_still_graded(tmp_pat
     assert by_name["nonroot"]["dockerfile"] is None
 
 
-def test_dockerfiles_without_source_and_without_reference_are_refused(tmp_path, settings, engine):
+def test_dockerfiles_without_source_and_without_reference_are_a_verdict_for_that_variant(tmp_path, settings, engine):
     shutil.copy(REFERENCE_SOURCE / "Dockerfile.single", tmp_path / "Dockerfile.single")
-    with pytest.raises(SubmissionError, match="--reference"):
-        run(tmp_path, settings, engine)
+    report = run(tmp_path, settings, engine)
+    built = next(c for c in report["variants"][0]["checks"] if c["id"] == "built")
+    assert (built["status"], report["score"]) == ("fail", 0)
+    assert "pyproject.toml" in built["message"] and "--reference" in built["message"]
 
 
 def test_missing_base_image_is_our_error_not_a_zero(tmp_path, settings, engine):

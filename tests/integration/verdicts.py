@@ -17,7 +17,14 @@ def load_expected(fixture: Path) -> dict:
 
 
 def assert_verdict(report: dict, expected: dict) -> None:
-    """Exactly the failed and warned checks stated, the score, and the message word or hint."""
+    """Exactly the failed and warned checks stated, the score, and the message word or hint.
+
+    Optional: a total `score`, `notes_contain` (substrings each found in some discovery note), and
+    per variant the `dockerfile` taken for it (repo-relative)."""
+    if "score" in expected:
+        assert report["score"] == expected["score"], (report["score"], report["checks"])
+    for part in expected.get("notes_contain", []):
+        assert any(part in note for note in report["notes"]), (part, report["notes"])
     by_name = {v["name"]: v for v in report["variants"]}
     for variant, verdict in expected["variants"].items():
         got = by_name[variant]
@@ -26,6 +33,8 @@ def assert_verdict(report: dict, expected: dict) -> None:
         assert failed == sorted(verdict["failed"]), got["checks"]
         assert warned == sorted(verdict.get("warned", [])), got["checks"]
         assert got["score"] == verdict["score"]
+        if "dockerfile" in verdict:
+            assert got["dockerfile"] == verdict["dockerfile"], (got["dockerfile"], report["notes"])
         if "message" in verdict:  # a word the failing check's message must contain
             assert any(verdict["message"] in c["message"] for c in got["checks"] if c["status"] == "fail"), got
         if "hint" in verdict:

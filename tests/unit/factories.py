@@ -18,6 +18,7 @@ from grader.facts import (
     ContextFacts,
     ImageFacts,
     LintFinding,
+    PolicyFacts,
     ProbeResult,
     RuntimeFacts,
     SubmissionFacts,
@@ -110,6 +111,7 @@ def passing_variant(name: str, assignment: Assignment, **changes: object) -> Var
         runtime=passing_runtime(assignment, UIDS[name]),
         context=ContextFacts(dockerignore=True, file_count=9, size_bytes=129_000),
         contents=ContentsFacts(),  # a clean final image: no poetry, no sources
+        policy=PolicyFacts(),  # the policy gate found nothing to refuse
         port_runtime=RuntimeFacts(started=True, ready=True, ready_seconds=0.4,
                                   probes=passing_probes(assignment)[:1], uid=UIDS[name]),
     )

@@ -11,6 +11,7 @@ from checks.hints import build_hint, failed_step
 from grader import assignment as assignment_mod
 from grader.dockerfile import parse_file, parse_text
 from grader.facts import BuildFacts, ContentsFacts, ContextFacts, RuntimeFacts
+from grader.scoring import score
 from tests.conftest import BROKEN
 from tests.unit.factories import passing_submission, passing_variant
 
@@ -129,7 +130,7 @@ def test_build_timeout_with_server_in_run_points_at_the_line():
 
 def test_empty_variable_hint_names_the_variable_and_the_line():
     hint = build_hint("ERROR: You must give at least one requirement to install", False,
-                      parse_file(BROKEN / "variable_across_runs" / "Dockerfile.multistage", "x"))
+                      parse_file(BROKEN / "variable_across_runs" / "Dockerfile.multistage", "x"), A)
     assert (hint.key, hint.name, hint.line) == ("empty_variable", "packages", 18)
 
 
@@ -143,11 +144,11 @@ def test_empty_variable_hint_names_the_variable_and_the_line():
      "#3 ERROR: failed to do request: Head ...: no such host", "base_image"),
 ])
 def test_build_log_messages_map_to_hints(log, key):
-    assert build_hint(log, False, None).key == key
+    assert build_hint(log, False, None, A).key == key
 
 
 def test_unrecognised_failure_has_no_hint():
-    assert build_hint("something odd", False, parse_text("FROM x\nRUN a=1 && echo $a\n", "x")) is None
+    assert build_hint("something odd", False, parse_text("FROM x\nRUN a=1 && echo $a\n", "x"), A) is None
 
 
 def test_failed_step_excerpt_keeps_only_the_failing_step():
@@ -166,8 +167,22 @@ def test_size_comparison_needs_all_images_and_smaller_multistage():
     assert GLOBAL_CHECKS["size_comparison"](facts, A).reason == "missing"
 
 
+def test_listing_separates_poetry_from_sources_and_ignores_installed_packages():
+    from checks.stages import leftovers
+    contents = ContentsFacts(paths=[
+        "/usr/local/bin/poetry",
+        "/usr/local/lib/python3.11/dist-packages/poetry-1.8.5.dist-info",
+        "/app/src/counter_backend",
+        "/app/pyproject.toml",
+        "/usr/lib/python3/dist-packages/somepkg/pyproject.toml",
+    ])
+    tools, sources = leftovers(passing_variant("multistage", A, contents=contents), A)
+    assert tools == ["/usr/local/bin/poetry", "/usr/local/lib/python3.11/dist-packages/poetry-1.8.5.dist-info"]
+    assert sources == ["/app/src/counter_backend", "/app/pyproject.toml"]
+
+
 def test_poetry_left_in_the_final_image_fails_final_image_clean():
-    contents = ContentsFacts(poetry=["/usr/local/bin/poetry"], sources=["/app/src/counter_backend"])
+    contents = ContentsFacts(paths=["/usr/local/bin/poetry", "/app/src/counter_backend"])
     outcome = run("final_image_clean", passing_variant("multistage", A, contents=contents))
     assert (outcome.status, outcome.reason) == ("fail", "leftovers")
     assert "/usr/local/bin/poetry" in outcome.params["poetry"]
@@ -208,7 +223,7 @@ def test_container_killed_for_memory_says_so():
 
 def test_variables_every_run_sees_are_not_reported_as_lost():
     parsed = parse_text("FROM x\nENV APP=/app\nRUN export PATH=/opt/bin:$PATH APP=/srv\nRUN echo $PATH $APP\n", "x")
-    assert build_hint("", False, parsed) is None
+    assert build_hint("", False, parsed, A) is None
 
 
 def test_uid_checks_are_skipped_when_the_process_died_before_it_could_be_read():
@@ -228,7 +243,7 @@ def test_a_listening_but_silent_server_is_told_apart_from_a_wrong_port():
     ("/bin/sh: 1: Cannot fork", "build_pids"),
 ])
 def test_build_steps_stopped_by_the_engine_limits_are_explained(log, key):
-    assert build_hint(log, False, None).key == key
+    assert build_hint(log, False, None, A).key == key
 
 
 def test_oversized_build_context_is_a_verdict_naming_its_size():
@@ -236,3 +251,144 @@ def test_oversized_build_context_is_a_verdict_naming_its_size():
     context = ContextFacts(dockerignore=False, file_count=30_000, size_bytes=900 * 2**20, unwanted=[".git"])
     outcome = run("built", passing_variant("single", A, build=build, context=context))
     assert (outcome.reason, outcome.params["size_mib"], outcome.params["files"]) == ("context_too_big", 900, 30_000)
+
+
+FIXTURE_DOCKERFILES = sorted(p for p in (BROKEN.parent).glob("*/*/**/*") if p.is_file()
+                             and p.name.lower().startswith("dockerfile") and p.suffix != ".toml")
+
+
+@pytest.mark.parametrize("path", FIXTURE_DOCKERFILES, ids=lambda p: str(p.relative_to(BROKEN.parent)))
+def test_every_check_on_every_fixture_dockerfile_returns_a_declared_reason(path):
+    # scoring refuses undeclared reasons (grader error): run the whole rubric over each real file
+    try:
+        parsed = parse_file(path, path.name)
+    except Exception:  # noqa: BLE001 - an unparsable fixture is the parsed check's business
+        return
+    for variant in ("single", "multistage", "nonroot"):
+        facts = passing_submission(A)
+        facts.variants[variant] = passing_variant(variant, A, parsed=parsed)
+        score(facts, A)
+
+
+LECTURE_BUILD = """FROM python:3.11.6-slim-bookworm AS base
+FROM base AS build
+SHELL ["/bin/sh", "-eu", "-c"]
+WORKDIR /build
+COPY pyproject.toml poetry.lock README.md ./
+COPY src ./src
+RUN python -m pip install --no-cache-dir --break-system-packages poetry==1.8.5 \\
+ && poetry build --format wheel \\
+ && mkdir -p /app && mv dist /app/dist
+FROM base AS final
+WORKDIR /app
+"""
+
+
+@pytest.mark.parametrize("copy, reason", [
+    ("COPY --from=build /build/dist ./dist", "ok"),
+    ("COPY --from=build /app/dist/ dist/", "ok"),
+    ("COPY --from=1 /build/dist /wheels", "ok"),
+    ("COPY --from=build /build ./", "too_much"),
+    ("COPY --from=build /build/src ./src", "too_much"),
+    ("COPY --from=build / ./", "too_much"),
+])
+def test_copies_only_dist_follows_where_the_sources_went(copy, reason):
+    parsed = parse_text(LECTURE_BUILD + copy + "\n", "x")
+    outcome = run("copies_only_dist", passing_variant("multistage", A, parsed=parsed))
+    assert outcome.reason == reason, outcome
+
+
+def test_a_copy_of_a_directory_without_sources_is_judged_by_what_the_image_holds():
+    parsed = parse_text(LECTURE_BUILD + "COPY --from=build /app/ ./\n", "x")
+    clean = run("copies_only_dist", passing_variant("multistage", A, parsed=parsed))
+    assert (clean.status, clean.reason) == ("pass", "ok_clean")
+    dirty = run("copies_only_dist", passing_variant("multistage", A, parsed=parsed,
+                                                    contents=ContentsFacts(paths=["/usr/local/bin/poetry"])))
+    assert (dirty.status, dirty.reason, dirty.params["found"]) == ("fail", "too_much_found", "/usr/local/bin/poetry")
+    assert run("copies_only_dist", passing_variant("multistage", A, parsed=parsed, contents=None)).reason == "not_run"
+
+
+def test_lecture_layout_final_stage_over_a_bare_alias_is_isolated_and_multi_stage():
+    parsed = parse_text(LECTURE_BUILD + "COPY --from=build /app/dist ./dist\n", "x")
+    facts = passing_variant("multistage", A, parsed=parsed)
+    assert run("final_stage_isolated", facts).reason == "ok_alias"
+    multi = run("multi_stage", facts)
+    assert (multi.status, multi.params["count"]) == ("pass", 2)
+    # control: the same final stage FROM build is not isolated, and says what it inherits
+    inherits = parse_text(LECTURE_BUILD.replace("FROM base AS final", "FROM build AS final")
+                          + "COPY --from=build /app/dist ./dist\n", "x")
+    contents = ContentsFacts(paths=["/usr/local/bin/poetry", "/build/src/counter_backend"])
+    outcome = run("final_stage_isolated", passing_variant("multistage", A, parsed=inherits, contents=contents))
+    assert (outcome.status, outcome.reason, outcome.params["via"]) == ("fail", "from_stage", "build")
+    assert {"reason": "found_in_image", "found": "/usr/local/bin/poetry, /build/src/counter_backend"} \
+        in outcome.params["items"]
+
+
+def test_a_final_stage_over_an_alias_built_from_the_build_stage_is_not_isolated():
+    parsed = parse_text(LECTURE_BUILD.replace("FROM base AS final", "FROM build AS runtime\nFROM runtime AS final")
+                        + "COPY --from=build /app/dist ./dist\n", "x")
+    outcome = run("final_stage_isolated", passing_variant("multistage", A, parsed=parsed))
+    assert (outcome.reason, outcome.params["stage"], outcome.params["via"]) == ("from_stage", "runtime", "build")
+
+
+def test_an_alias_and_one_working_stage_is_not_multi_stage_but_is_single():
+    parsed = parse_text(LECTURE_BUILD.replace("FROM base AS final\nWORKDIR /app\n", ""), "x")
+    multi = run("multi_stage", passing_variant("multistage", A, parsed=parsed))
+    assert (multi.status, multi.reason, multi.params["stage"], multi.params["working"]) == ("fail", "one", "build", 1)
+    single = run("single_stage", passing_variant("single", A, parsed=parsed))
+    assert (single.status, single.reason) == ("pass", "ok_alias")
+
+
+def test_a_stage_nothing_needs_is_not_counted():
+    parsed = parse_text("FROM python:3.11.6-slim-bookworm AS old\nRUN pip install poetry\n"
+                        "FROM python:3.11.6-slim-bookworm\nCOPY . .\nRUN pip install .\n", "x")
+    assert run("single_stage", passing_variant("single", A, parsed=parsed)).reason == "ok"
+
+
+def test_evidence_names_the_sub_command_on_its_own_line():
+    parsed = parse_text("FROM python:3.11.6-slim-bookworm AS b\nRUN echo a \\\n && pip wheel x \\\n && echo c\n"
+                        "FROM python:3.11.6-slim-bookworm\nCOPY --from=b /dist /dist\n"
+                        "RUN echo one \\\n && pip install --no-cache-dir /dist/*.whl\n", "x")
+    outcome = run("offline_install", passing_variant("multistage", A, parsed=parsed))
+    assert (outcome.reason, outcome.params["line"]) == ("from_index", 8)
+    assert outcome.evidence[0].text == "&& pip install --no-cache-dir /dist/*.whl"
+
+
+def test_pip_cache_in_a_build_stage_that_is_thrown_away_is_no_advice():
+    parsed = parse_text("FROM python:3.11.6-slim-bookworm AS b\nRUN pip wheel -w /dist x\n"
+                        "FROM python:3.11.6-slim-bookworm\nCOPY --from=b /dist /dist\n"
+                        "RUN pip install --no-cache-dir --no-index /dist/*.whl\n", "x")
+    assert run("pip_no_cache", passing_variant("multistage", A, parsed=parsed)).status == "pass"
+    shipped = parse_text("FROM python:3.11.6-slim-bookworm\nRUN echo a \\\n && pip install x\n", "x")
+    outcome = run("pip_no_cache", passing_variant("single", A, parsed=shipped))
+    assert (outcome.status, outcome.params["line"]) == ("fail", 3)  # control, on pip's own line
+
+
+@pytest.mark.parametrize("user, created, reason", [
+    ("USER ${USER}", True, "ok"),
+    ("USER 1001", True, "ok"),
+    ("USER 1001:1001", True, "ok"),
+    ("USER nobody", True, "other_user"),
+    ("USER nobody", False, "missing"),
+    ("USER 1001", False, "missing"),
+    ("USER root", True, "ok"),  # root is final_user_nonroot's verdict, said once
+])
+def test_user_created_requires_the_user_the_final_stage_switches_to(user, created, reason):
+    make = ('RUN addgroup --gid "${GID}" "${USER}" \\\n && adduser --disabled-password --gecos "" --home "${HOME}" '
+            '--ingroup "${USER}" --uid "${UID}" "${USER}"\n') if created else ""
+    text = ("FROM python:3.11.6-slim-bookworm AS b\nFROM python:3.11.6-slim-bookworm\nARG USER=user\nARG HOME=/app\n"
+            "ARG UID=1001\nARG GID=1001\n" + make + "COPY --from=b /dist /dist\n" + user + "\n")
+    assert run("user_created", passing_variant("nonroot", A, parsed=parse_text(text, "x"))).reason == reason
+
+
+def test_useradd_counts_as_creating_the_user():
+    text = "FROM python:3.11.6-slim-bookworm\nRUN useradd --create-home -u 1001 -s /bin/sh app\nUSER app\n"
+    outcome = run("user_created", passing_variant("nonroot", A, parsed=parse_text(text, "x")))
+    assert (outcome.status, outcome.params["user"]) == ("pass", "app")
+
+
+def test_user_held_in_an_arg_is_resolved_in_the_message_and_evidence():
+    text = "FROM python:3.11.6-slim-bookworm\nARG USER=root\nUSER ${USER}\n"
+    outcome = run("final_user_nonroot", passing_variant("nonroot", A, parsed=parse_text(text, "x")))
+    assert (outcome.reason, outcome.params["user"]) == ("root", "root")
+    assert [e.line for e in outcome.evidence][:2] == [3, 2]

@@ -6,10 +6,15 @@ import pytest
 from grader import assignment as assignment_mod
 from grader.discovery import classify, discover
 from grader.dockerfile import parse_text
-from grader.errors import SubmissionError
+from grader.errors import GraderError, SubmissionError
+from grader.messages import note, refusal
 from tests.conftest import BROKEN, REFERENCE_REPO, REFERENCE_SOURCE
 
 A = assignment_mod.load()
+
+
+def notes(found, lang: str = "en") -> list[str]:
+    return [note(n, lang) for n in found.notes]
 
 
 def test_current_edition_names_are_found_in_the_project_directory():
@@ -36,14 +41,15 @@ def test_copy_next_to_pyproject_wins_over_a_stray_copy(tmp_path):
     shutil.copy(REFERENCE_SOURCE / "Dockerfile.single", tmp_path / "repo" / "old" / "Dockerfile.single")
     found = discover(tmp_path / "repo", A, None)
     assert found.variants["single"].candidate.rel == "counter-backend/Dockerfile.single"
-    assert any("ignored old/Dockerfile.single" in n for n in found.notes)
+    assert any("ignored old/Dockerfile.single" in n for n in notes(found))
 
 
 @pytest.mark.parametrize("text, kind", [
     ("FROM python\nRUN x\n", "single"),
     ("FROM python AS b\nFROM python\nCOPY --from=b /a /a\n", "multistage"),
-    ("FROM python AS b\nFROM python\nUSER app\n", "nonroot"),
-    ("FROM python AS b\nFROM python\nUSER app\nUSER 0\n", "multistage"),
+    ("FROM python AS b\nFROM python\nCOPY --from=b /a /a\nUSER app\n", "nonroot"),
+    ("FROM python AS b\nFROM python\nCOPY --from=b /a /a\nUSER app\nUSER 0\n", "multistage"),
+    ("FROM python AS b\nFROM python\nUSER app\n", "single"),  # b is never built: BuildKit skips it
 ])
 def test_free_named_files_are_classified_by_their_stages_and_user(text, kind):
     assert classify(parse_text(text, "x")) == kind
@@ -52,13 +58,14 @@ def test_free_named_files_are_classified_by_their_stages_and_user(text, kind):
 def test_free_names_say_which_file_was_taken_for_which_variant(tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM python\n")
     (tmp_path / "Dockerfile2").write_text("FROM python\n")
-    (tmp_path / "prod.dockerfile").write_text("FROM python AS b\nFROM python\nUSER 1000\n")
+    (tmp_path / "prod.dockerfile").write_text("FROM python AS b\nFROM python\nCOPY --from=b /a /a\nUSER 1000\n")
     found = discover(tmp_path, A, REFERENCE_SOURCE)
     assert found.variants["single"].candidate.rel == "Dockerfile"
     assert found.variants["nonroot"].candidate.rel == "prod.dockerfile"
     assert found.variants["multistage"].candidate is None
-    assert "took prod.dockerfile as nonroot (2 stages, USER 1000)" in found.notes
-    assert any(n.startswith("ignored Dockerfile2: also looks like single") for n in found.notes)
+    assert "took prod.dockerfile as nonroot (2 stages, USER 1000)" in notes(found)
+    assert any(n.startswith("ignored Dockerfile2: also looks like single") for n in notes(found))
+    assert "prod.dockerfile принят как nonroot" in " ".join(notes(found, "ru"))
 
 
 def test_repository_without_dockerfiles_is_refused(tmp_path):
@@ -81,6 +88,12 @@ def test_symlink_pointing_outside_the_repository_is_never_read(tmp_path):
     os.symlink(secret, repo / "Dockerfile.single")
     with pytest.raises(SubmissionError, match="no Dockerfile found"):
         discover(repo, A, None)
+    shutil.copy(REFERENCE_SOURCE / "Dockerfile.multistage", repo / "Dockerfile.multistage")
+    found = discover(repo, A, REFERENCE_SOURCE)
+    assert found.variants["single"].candidate is None
+    assert found.variants["single"].rejected == "Dockerfile.single"  # the report names it
+    assert any("symbolic link pointing outside" in n for n in notes(found))
+    assert found.variants["multistage"].candidate.rel == "Dockerfile.multistage"  # control: read
 
 
 def test_git_directory_is_not_searched(tmp_path):
@@ -88,3 +101,79 @@ def test_git_directory_is_not_searched(tmp_path):
     (tmp_path / ".git" / "Dockerfile.single").write_text("FROM python\n")
     with pytest.raises(SubmissionError):
         discover(tmp_path, A, None)
+
+
+def test_refusals_are_in_the_report_language_and_name_no_server_path(tmp_path):
+    (tmp_path / "README.md").write_text("hi")
+    with pytest.raises(SubmissionError) as caught:
+        discover(tmp_path, A, None)
+    for lang in ("ru", "en"):
+        assert str(tmp_path) not in refusal(caught.value, lang)
+    assert "Dockerfile" in refusal(caught.value, "ru") and "не найдено" in refusal(caught.value, "ru")
+
+
+@pytest.mark.parametrize("name", ["dockerfile.single", "Dockerfile.Single", "Dockerfile_single", "Dockerfile-single",
+                                  "Dockerfile.single ", "DockerFile.single"])
+def test_near_miss_names_are_graded_with_a_did_you_mean_note(tmp_path, name):
+    shutil.copy(REFERENCE_SOURCE / "Dockerfile.single", tmp_path / name)
+    found = discover(tmp_path, A, REFERENCE_SOURCE)
+    assert found.variants["single"].candidate.rel == name
+    assert found.variants["single"].found_by == "near_name"
+    assert any(n.startswith("Did you mean Dockerfile.single?") for n in notes(found))
+
+
+@pytest.mark.parametrize("name, variant", [("Dockerfile.multi-stage", "multistage"), ("Dockerfile_nonroot", "nonroot"),
+                                           ("Dockerfile.non-root", "nonroot"), ("dockerfile.multistage", "multistage")])
+def test_near_miss_names_of_the_other_variants(tmp_path, name, variant):
+    shutil.copy(REFERENCE_SOURCE / f"Dockerfile.{variant}", tmp_path / name)
+    assert discover(tmp_path, A, REFERENCE_SOURCE).variants[variant].candidate.rel == name
+
+
+def test_the_exact_name_wins_over_a_near_miss(tmp_path):
+    shutil.copy(REFERENCE_SOURCE / "Dockerfile.single", tmp_path / "Dockerfile.single")
+    shutil.copy(REFERENCE_SOURCE / "Dockerfile.single", tmp_path / "dockerfile.single")
+    found = discover(tmp_path, A, REFERENCE_SOURCE)
+    assert (found.variants["single"].candidate.rel, found.variants["single"].found_by) == ("Dockerfile.single", "name")
+    assert any("ignored dockerfile.single" in n for n in notes(found))
+
+
+def _current_edition_without_dockerfiles(root):
+    shutil.copytree(REFERENCE_SOURCE, root / "counter-backend",
+                    ignore=shutil.ignore_patterns("Dockerfile.*", ".dockerignore"))
+
+
+def test_dockerfiles_in_the_root_are_built_with_the_project_they_name(tmp_path):
+    _current_edition_without_dockerfiles(tmp_path)
+    shutil.copy(REFERENCE_SOURCE / "Dockerfile.single", tmp_path / "Dockerfile.single")  # COPY pyproject.toml ...
+    # written for the repository root: COPY counter-backend/...
+    text = (REFERENCE_SOURCE / "Dockerfile.multistage").read_text()
+    text = text.replace("COPY pyproject.toml poetry.lock README.md ./",
+                        "COPY counter-backend/pyproject.toml counter-backend/poetry.lock counter-backend/README.md ./")
+    (tmp_path / "Dockerfile.multistage").write_text(text.replace("COPY src ./src", "COPY counter-backend/src ./src"))
+    shutil.copy(REFERENCE_SOURCE / "Dockerfile.nonroot", tmp_path / "counter-backend" / "Dockerfile.nonroot")
+    found = discover(tmp_path, A, None)
+    v = found.variants
+    assert (v["single"].context, v["single"].context_rel) == (tmp_path / "counter-backend", "counter-backend")
+    assert (v["multistage"].context, v["multistage"].context_rel) == (tmp_path, ".")
+    assert (v["nonroot"].context_rel, v["nonroot"].context_is_reference) == ("counter-backend", False)
+    said = notes(found)
+    assert any("Dockerfile.single is not where it belongs: put it in counter-backend/" in n for n in said)
+    assert not any("Dockerfile.nonroot is not where" in n for n in said)
+
+
+def test_a_file_without_any_source_is_a_verdict_for_its_variant_not_a_refusal(tmp_path):
+    shutil.copy(REFERENCE_SOURCE / "Dockerfile.single", tmp_path / "Dockerfile.single")
+    found = discover(tmp_path, A, None)
+    assert found.variants["single"].candidate is not None and found.variants["single"].context is None
+
+
+def test_a_configured_reference_without_a_project_is_our_error(tmp_path):
+    shutil.copy(REFERENCE_SOURCE / "Dockerfile.single", tmp_path / "Dockerfile.single")
+    with pytest.raises(GraderError, match="reference source"):
+        discover(tmp_path, A, tmp_path / "nowhere")
+
+
+def test_an_alias_stage_does_not_make_a_free_named_file_multi_stage():
+    text = "FROM python:3.11.6-slim-bookworm AS base\nFROM base AS app\nCOPY . .\nRUN pip install .\n"
+    assert classify(parse_text(text, "x")) == "single"
+    assert classify(parse_text(text + "FROM base\nCOPY --from=app /x /x\n", "x")) == "multistage"  # control

@@ -1,6 +1,6 @@
 """The engine's pure helpers: reading /proc/net/tcp and sorting an image listing."""
 
-from grader.engine import classify_contents, context_facts, listening_ports
+from grader.engine import contents_script, context_facts, listening_ports
 
 PROC_NET_TCP = """\
   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
@@ -18,16 +18,10 @@ def test_garbage_proc_text_gives_no_ports():
     assert listening_ports("nonsense\n1 2\n") == []
 
 
-def test_listing_separates_poetry_from_sources_and_ignores_installed_packages():
-    facts = classify_contents([
-        "/usr/local/bin/poetry",
-        "/usr/local/lib/python3.11/dist-packages/poetry-1.8.5.dist-info",
-        "/app/src/counter_backend",
-        "/app/pyproject.toml",
-        "/usr/lib/python3/dist-packages/somepkg/pyproject.toml",
-    ])
-    assert facts.poetry == ["/usr/local/bin/poetry", "/usr/local/lib/python3.11/dist-packages/poetry-1.8.5.dist-info"]
-    assert facts.sources == ["/app/src/counter_backend", "/app/pyproject.toml"]
+def test_contents_search_quotes_what_the_assignment_names():
+    script = contents_script(["poetry", "it's"], ["*/src/counter_backend"])
+    assert "-name poetry -o -name 'it'\"'\"'s' -o -path '*/src/counter_backend'" in script
+    assert "head -n 100" in script  # bounded output
 
 
 def _project(root):

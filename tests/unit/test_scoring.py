@@ -51,3 +51,14 @@ def test_a_crashing_check_is_a_grader_error_not_a_zero(monkeypatch):
     monkeypatch.setitem(checks.VARIANT_CHECKS, "built", crash)
     with pytest.raises(GraderError, match="check built crashed"):
         score(passing_submission(A), A)
+
+
+def test_a_check_returning_a_reason_it_did_not_declare_is_a_grader_error(monkeypatch):
+    spec = checks.VARIANT_CHECKS["built"]
+    monkeypatch.setitem(checks.VARIANT_CHECKS, "built",
+                        replace(spec, fn=lambda v, a: checks.failed("made_up_on_the_spot")))
+    with pytest.raises(GraderError, match="undeclared reason 'made_up_on_the_spot'"):
+        score(passing_submission(A), A)
+    # control: the declared reasons of the same check score normally
+    monkeypatch.setitem(checks.VARIANT_CHECKS, "built", replace(spec, fn=lambda v, a: checks.failed("error")))
+    assert score(passing_submission(A), A).variants[0].score == 0

@@ -1,0 +1,26 @@
+"""build_policy: nothing in the Dockerfile makes the engine fetch or read what the student has no
+business with (grader/policy.py decides before the build; this reports its findings)."""
+
+from __future__ import annotations
+
+from checks import Evidence, failed, passed, skipped, variant_check
+from grader.policy import RULES
+
+CHANGES = ("syntax_removed", "heredoc_rewritten")  # how the copy that was built differs (grader/buildfile.py)
+
+
+@variant_check("build_policy", reads=("policy",),
+               reasons=(*RULES, "ok", "no_dockerfile", "not_parsed", "not_attempted"), item_reasons=(*RULES, *CHANGES))
+def build_policy(v, a):
+    if v.dockerfile_path is None:
+        return skipped("no_dockerfile")
+    if v.parsed is None:
+        return skipped("not_parsed")
+    if v.policy is None:
+        return skipped("not_attempted")
+    if not v.policy.findings:
+        return passed("ok", items=[{"reason": c.kind, "line": c.line, **c.params} for c in v.policy.changes])
+    first, *rest = v.policy.findings
+    evidence = tuple(Evidence("dockerfile", f.text, f.line) for f in v.policy.findings)
+    return failed(first.rule, evidence, line=first.line, **first.params,
+                  items=[{"reason": f.rule, "line": f.line, **f.params} for f in rest])
