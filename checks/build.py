@@ -20,11 +20,17 @@ def found(v, a) -> Outcome:
     return passed("by_name", path=v.dockerfile_path)
 
 
-@variant_check("parsed", reads=("found", "parsed"), reasons=("error", "no_dockerfile", "ok"))
+PARSE_REASONS = ("too_large", "not_utf8", "unreadable", "invalid", "unknown_instruction", "before_from", "no_from",
+                 "from_without_image")
+
+
+@variant_check("parsed", reads=("found", "parsed"), reasons=("error", "no_dockerfile", "ok", *PARSE_REASONS))
 def parsed(v, a):
     if v.dockerfile_path is None:
         return skipped("no_dockerfile")
     if v.parsed is None:
+        if v.parse_reason in PARSE_REASONS:
+            return failed(v.parse_reason, **v.parse_params)
         return failed("error", error=v.parse_error or "?")
     return passed("ok", stages=len(v.parsed.stages))
 

@@ -19,8 +19,8 @@ def build_policy(v, a):
     if v.policy is None:
         return skipped("not_attempted")
     if not v.policy.findings:
-        return passed("ok", items=[{"reason": c.kind, "line": c.line, **c.params} for c in v.policy.changes])
+        return passed("ok", items=[{**c.params, "reason": c.kind, "line": c.line} for c in v.policy.changes])
     first, *rest = v.policy.findings
     evidence = tuple(Evidence("dockerfile", f.text, f.line) for f in v.policy.findings)
-    return failed(first.rule, evidence, line=first.line, **first.params,
-                  items=[{"reason": f.rule, "line": f.line, **f.params} for f in rest])
+    return failed(first.rule, evidence, **{**first.params, "line": first.line},
+                  items=[{**f.params, "reason": f.rule, "line": f.line} for f in rest])

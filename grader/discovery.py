@@ -29,7 +29,9 @@ class Candidate:
     path: Path  # absolute, inside the repository
     rel: str  # repo-relative, as shown to the student
     parsed: ParsedDockerfile | None = None
-    parse_error: str | None = None
+    parse_error: str | None = None  # in English, for logs
+    parse_reason: str | None = None  # for the student: a reason of the `parsed` check, and its values
+    parse_params: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -127,7 +129,7 @@ def _parse(c: Candidate) -> Candidate:
     try:
         c.parsed = parse_file(c.path, c.rel)
     except SubmissionError as exc:
-        c.parse_error = str(exc)
+        c.parse_error, c.parse_reason, c.parse_params = str(exc), exc.reason, exc.params
     return c
 
 

@@ -215,10 +215,14 @@ def is_root_user(spec: str) -> bool:
 def parse_file(path: Path, display_path: str) -> ParsedDockerfile:
     try:
         if path.stat().st_size > MAX_DOCKERFILE_BYTES:
-            raise SubmissionError(f"{display_path}: larger than {MAX_DOCKERFILE_BYTES // 1024} KiB")
+            raise SubmissionError(f"{display_path}: larger than {MAX_DOCKERFILE_BYTES // 1024} KiB",
+                                  reason="too_large", path=display_path, limit_kib=MAX_DOCKERFILE_BYTES // 1024)
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SubmissionError(f"{display_path}: cannot be read ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise SubmissionError(f"{display_path}: not UTF-8 text", reason="not_utf8", path=display_path) from exc
+    except OSError as exc:  # its strerror only: the message must not show where the workspace is
+        raise SubmissionError(f"{display_path}: cannot be read ({exc.strerror})", reason="unreadable",
+                              path=display_path, error=exc.strerror) from exc
     return parse_text(text, display_path)
 
 
@@ -226,12 +230,14 @@ def parse_text(text: str, display_path: str) -> ParsedDockerfile:
     try:
         commands = buildkit_parser.parse_string(text)
     except buildkit_parser.GoParseError as exc:
-        raise SubmissionError(f"{display_path}: not a valid Dockerfile ({exc})") from exc
+        raise SubmissionError(f"{display_path}: not a valid Dockerfile ({exc})", reason="invalid",
+                              path=display_path, error=str(exc)) from exc
     lines = tuple(text.removeprefix("\ufeff").splitlines())
     instructions = [_instruction(c, lines) for c in commands]
     for ins in instructions:
         if ins.cmd.lower() not in _KNOWN_CMDS:
-            raise SubmissionError(f"{display_path}:{ins.line}: unknown instruction '{ins.cmd}'")
+            raise SubmissionError(f"{display_path}:{ins.line}: unknown instruction '{ins.cmd}'",
+                                  reason="unknown_instruction", path=display_path, line=ins.line, cmd=ins.cmd)
     parsed = _split_stages(instructions, display_path)
     parsed.lines = lines
     return parsed
@@ -285,12 +291,13 @@ def _split_stages(instructions: list[Instruction], display_path: str) -> ParsedD
             else:
                 raise SubmissionError(
                     f"{display_path}:{ins.line}: '{ins.cmd}' before the first FROM "
-                    "(only ARG may come before FROM)"
-                )
+                    "(only ARG may come before FROM)", reason="before_from", path=display_path, line=ins.line,
+                    cmd=ins.cmd)
         else:
             stages[-1].instructions.append(ins)
     if not stages:
-        raise SubmissionError(f"{display_path}: no FROM instruction: this is not a Dockerfile")
+        raise SubmissionError(f"{display_path}: no FROM instruction: this is not a Dockerfile", reason="no_from",
+                              path=display_path)
     return ParsedDockerfile(path=display_path, stages=stages, global_args=global_args, preamble=preamble)
 
 
@@ -298,7 +305,8 @@ def _new_stage(
     ins: Instruction, index: int, args: dict[str, str], earlier: list[Stage], display_path: str
 ) -> Stage:
     if not ins.args or not ins.args[0]:
-        raise SubmissionError(f"{display_path}:{ins.line}: FROM without an image")
+        raise SubmissionError(f"{display_path}:{ins.line}: FROM without an image", reason="from_without_image",
+                              path=display_path, line=ins.line)
     base = ins.args[0]
     name = ins.args[2] if len(ins.args) >= 3 and ins.args[1].upper() == "AS" else None
     resolved = substitute(base, args)

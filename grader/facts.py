@@ -144,7 +144,9 @@ class VariantFacts:
     context_is_reference: bool = False
     context_rel: str | None = None  # the build context, repo-relative ("counter-backend"); None: reference
     rejected: str | None = None  # a file for this variant that was not read (a symlink out of the repository)
-    parse_error: str | None = None
+    parse_error: str | None = None  # in English, for logs
+    parse_reason: str | None = None  # why it did not parse: a reason of the `parsed` check ...
+    parse_params: dict[str, object] = field(default_factory=dict)  # ... and its values
     parsed: ParsedDockerfile | None = None
     context: ContextFacts | None = None
     lint: list[LintFinding] | None = None  # None: hadolint did not run

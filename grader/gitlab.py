@@ -268,6 +268,7 @@ class GitLab:
                 return GraderError(f"GitLab has no project {project_id} that the grader's token can see (404) "
                                    f"while {what}: check the project, and that the token's user is a member "
                                    "of it or of its group")
+            assert project_id is not None, "a request about a commit names its project"
             if missing_commit_is_submission:
                 return SubmissionError(f"commit {sha} is no longer in {self._lookup_name(project_id)} "
                                        f"(404 {text}): it was removed from the repository (force-push or deleted "

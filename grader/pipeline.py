@@ -118,6 +118,7 @@ def _build(job: Job, a: Assigned) -> VariantFacts:
         job.progress(f"{a.variant}: no Dockerfile")
         return facts
     facts.parsed, facts.parse_error = c.parsed, c.parse_error
+    facts.parse_reason, facts.parse_params = c.parse_reason, c.parse_params
     if c.parsed is None:
         job.progress(f"{a.variant}: {c.rel} cannot be parsed")
         return facts

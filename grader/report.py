@@ -80,6 +80,7 @@ def _check_json(c: CheckResult, lang: str) -> dict:
         "id": c.id,
         "title": title(c.id, lang),
         "status": c.status,
+        "reason": c.outcome.reason,
         "points": c.points,
         "max_points": c.max_points,
         "required": c.required,

@@ -28,6 +28,7 @@ links are ours. Anything refused leaves `dest` as it was found (absent or empty)
 from __future__ import annotations
 
 import bz2
+import functools
 import gzip
 import io
 import lzma
@@ -44,7 +45,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, BinaryIO, TypeVar
+from typing import IO, BinaryIO, Protocol, TypeVar
 
 from grader.errors import GraderError, SubmissionError
 
@@ -188,6 +189,7 @@ class _Extractor:
     # -- tar --
 
     def from_tar(self, src: BinaryIO, head: bytes) -> None:
+        inner: _ReadStream
         if head.startswith(_MAGIC_GZIP):
             label, inner = "gzip", gzip.GzipFile(fileobj=src, mode="rb")
         elif head.startswith(_MAGIC_BZIP2):
@@ -230,14 +232,15 @@ class _Extractor:
                 raise _refuse(f"corrupt archive{after} ({_oneline(err)})") from None
             if member is None:
                 return
-            tf.members.clear()  # tarfile keeps every member it parsed; we need none of them
+            # tarfile keeps every member it parsed; we need none of them (`members` is not in typeshed)
+            tf.members.clear()  # type: ignore[attr-defined]
             last = member.name
             self._count(member.name)
             entry = self._tar_entry(member)
             self._admit(entry)
             self._second_opinion(member)
             if entry.kind == FILE:
-                self._write_file(entry, lambda m=member: tf.extractfile(m))
+                self._write_file(entry, functools.partial(tf.extractfile, member))
 
     def _second_opinion(self, member: tarfile.TarInfo) -> None:
         # tar's data filter came with Python 3.11.4; on an older 3.11 (Debian 12's 3.11.2, in the
@@ -301,7 +304,7 @@ class _Extractor:
                 entry.target = self._zip_link_target(zf, info)
             self._admit(entry)
             if entry.kind == FILE:
-                self._write_file(entry, lambda i=info: zf.open(i))
+                self._write_file(entry, functools.partial(zf.open, info))
 
     def _zip_entry(self, info: zipfile.ZipInfo) -> _Entry:
         name = info.filename
@@ -568,12 +571,24 @@ class _Extractor:
         return self.dest.joinpath(*root)
 
 
+class _ReadStream(Protocol):
+    """What the tar stream guard reads from: the archive itself or its decompressor."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+    def seek(self, pos: int, /) -> int: ...
+
+    def tell(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
 class _TarGuard:
     """What tarfile reads through: turns decompression faults into the student's, refuses a single
     header read over MAX_HEADER_READ, and stops once `budget` bytes were decompressed (reads, and
     skips by seeking; a backward seek costs a rewind, i.e. everything up to the new position)."""
 
-    def __init__(self, inner: IO[bytes], budget: int) -> None:
+    def __init__(self, inner: _ReadStream, budget: int) -> None:
         self.inner = inner
         self.budget = budget
         self.work = 0
@@ -608,6 +623,14 @@ class _TarGuard:
     def tell(self) -> int:
         return self.inner.tell()
 
+    # tarfile types its fileobj as one protocol for every mode; reading never writes, and a fileobj
+    # it was given is never closed by it (from_tar closes `inner` itself).
+    def write(self, b: bytes, /) -> int:
+        raise io.UnsupportedOperation("the tar stream guard is read-only")
+
+    def close(self) -> None:
+        pass
+
     def _spend(self, n: int) -> None:
         self.work += n
         if self.work > self.budget:
@@ -624,7 +647,7 @@ def _is_sparse_header(data: bytes) -> bool:
 class _OurFile(io.RawIOBase):
     """An archive file on our disk: failing to read it is our fault, not the student's."""
 
-    def __init__(self, f: BinaryIO, path: Path) -> None:
+    def __init__(self, f: io.BufferedReader, path: Path) -> None:
         self.f = f
         self.path = path
 

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -58,7 +58,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, CursorResult, Engine, Result, make_url
 from sqlalchemy.exc import (
     ArgumentError,
     IntegrityError,
@@ -214,7 +214,8 @@ def _migrate_0_to_1(conn: Connection) -> None:
     for (id,) in conn.execute(text("SELECT id FROM submissions")).all():
         conn.execute(text("UPDATE submissions SET token = :token WHERE id = :id"),
                      {"token": new_report_token(), "id": id})
-    next(i for i in Submission.__table__.indexes if i.name == "ix_submissions_token").create(conn)
+    table = Base.metadata.tables[Submission.__tablename__]  # a Table, where `__table__` is typed a FromClause
+    next(i for i in table.indexes if i.name == "ix_submissions_token").create(conn)
 
 
 class SchemaInfo(Base):
@@ -370,7 +371,7 @@ class Store:
         with self._session() as s:
             result = s.execute(update(Submission).where(Submission.id == id, takeable)
                                .values(state=State.RUNNING, started_at=now, finished_at=None))
-            return result.rowcount == 1
+            return _rowcount(result) == 1
 
     def finish(self, id: int, report: dict, grader_version: str, image_digests: list[str] | None = None) -> bool:
         """running → graded, with the score from the report. False when it was not running."""
@@ -383,7 +384,7 @@ class Store:
                                .values(state=State.GRADED, finished_at=utcnow(), score=score, max_score=max_score,
                                        report=report, grader_version=grader_version, image_digests=image_digests,
                                        error=None))
-            return result.rowcount == 1
+            return _rowcount(result) == 1
 
     def mark_ungradable(self, id: int, error: str) -> bool:
         """queued/running → ungradable (our failure, not the student's). False otherwise."""
@@ -391,7 +392,7 @@ class Store:
             result = s.execute(update(Submission)
                                .where(Submission.id == id, Submission.state.in_((State.QUEUED, State.RUNNING)))
                                .values(state=State.UNGRADABLE, finished_at=utcnow(), error=error))
-            return result.rowcount == 1
+            return _rowcount(result) == 1
 
     def supersede_older(self, project_id: int, newer_id: int) -> list[int]:
         """Marks the project's queued submissions recorded before `newer_id` superseded; their ids."""
@@ -418,7 +419,7 @@ class Store:
                         .where(Submission.id == id, Submission.state.in_((State.GRADED, State.UNGRADABLE)))
                         .values(state=State.QUEUED, started_at=None, finished_at=None, score=None,
                                 max_score=None, report=None, error=None, grader_version=None, image_digests=None))
-                    if result.rowcount == 1:
+                    if _rowcount(result) == 1:
                         done.append(id)
             except IntegrityError:
                 continue
@@ -437,7 +438,7 @@ class Store:
         with self._session() as s:
             result = s.execute(update(Submission).where(Submission.id == id, Submission.state == State.RUNNING)
                                .values(state=State.QUEUED, started_at=None))
-            return result.rowcount == 1
+            return _rowcount(result) == 1
 
     def select_for_regrade(self, project_path: str | None = None, group_prefix: str | None = None, *,
                            latest_only: bool = False) -> list[int]:
@@ -480,7 +481,13 @@ class Store:
                                     Submission.token)
                              .where(Submission.state == State.GRADED)
                              .order_by(Submission.received_at, Submission.id)).all()
-        return [GradedSummary(*r) for r in rows]
+        summaries: list[GradedSummary] = []
+        for id, project_id, project_path, student, sha, received_at, finished_at, late, score, max_score, token in rows:
+            # finish() sets both scores as it makes a submission graded, and requeue clears them as it unmakes it
+            assert score is not None and max_score is not None, f"graded submission {id} has no score"
+            summaries.append(GradedSummary(id, project_id, project_path, student, sha, received_at, finished_at, late,
+                                           score, max_score, token))
+        return summaries
 
     def reports(self, ids: Iterable[int]) -> dict[int, dict]:
         ids = list(ids)
@@ -559,7 +566,7 @@ class Store:
         with self._session() as s:
             result = s.execute(update(PendingPost).where(PendingPost.id == id, PendingPost.delivered_at.is_(None))
                                .values(delivered_at=utcnow(), last_error=None))
-            return result.rowcount == 1
+            return _rowcount(result) == 1
 
     def post_failed(self, id: int, error: str, next_attempt_at: datetime) -> None:
         with self._session() as s:
@@ -580,6 +587,12 @@ class Store:
         with self._session(write=False) as s:
             return s.scalar(select(func.count()).select_from(PendingPost)
                             .where(PendingPost.delivered_at.is_(None), PendingPost.abandoned_at.is_(None))) or 0
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE matched: Session.execute is typed to return a Result, but for an UPDATE
+    or DELETE it is a CursorResult, which has `rowcount`."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 # -- engine -------------------------------------------------------------------------------------
@@ -613,6 +626,7 @@ def _create_engine(url: URL) -> Engine:
     if memory:
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
+        assert url.database is not None  # not memory
         if not url.query.get("uri"):
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from grader.consistency import contradictions
 from grader.messages import catalogue
 
 
@@ -20,7 +21,9 @@ def assert_verdict(report: dict, expected: dict) -> None:
     """Exactly the failed and warned checks stated, the score, and the message word or hint.
 
     Optional: a total `score`, `notes_contain` (substrings each found in some discovery note), and
-    per variant the `dockerfile` taken for it (repo-relative)."""
+    per variant the `dockerfile` taken for it (repo-relative). Every report must also be free of
+    contradictions (grader/consistency.py), whatever its fixture states."""
+    assert contradictions(report) == []
     if "score" in expected:
         assert report["score"] == expected["score"], (report["score"], report["checks"])
     for part in expected.get("notes_contain", []):

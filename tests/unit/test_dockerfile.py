@@ -63,8 +63,23 @@ def test_broken_dockerfiles_get_a_one_line_reason(text, fragment):
     assert "\n" not in str(err.value)
 
 
-def test_binary_file_is_reported_as_unreadable(tmp_path):
+def test_binary_file_is_reported_as_not_text(tmp_path):
     f = tmp_path / "Dockerfile"
     f.write_bytes(b"\xff\xfe\x00FROM")
-    with pytest.raises(SubmissionError, match="cannot be read"):
+    with pytest.raises(SubmissionError, match="not UTF-8") as err:
         parse_file(f, "Dockerfile")
+    assert err.value.reason == "not_utf8"
+
+
+def test_an_unreadable_file_names_the_reason_but_not_the_server_path(tmp_path):
+    (tmp_path / "Dockerfile").mkdir()  # reading a directory fails with EISDIR
+    with pytest.raises(SubmissionError) as err:
+        parse_file(tmp_path / "Dockerfile", "Dockerfile")
+    assert err.value.reason == "unreadable" and str(tmp_path) not in str(err.value)
+
+
+def test_crlf_and_a_bom_parse_with_the_lines_as_written():
+    p = parse_text("\ufeffFROM python:3.11.6-slim-bookworm\r\nRUN echo a \\\r\n && echo b\r\n", "x")
+    run = p.final.of("RUN")[0]
+    assert (run.line, run.end_line, run.physical) == (2, 3, ("RUN echo a \\", " && echo b"))
+    assert p.final.base == "python:3.11.6-slim-bookworm"
