@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 GRADER := .venv/bin/grader
 
-.PHONY: setup demo test test-fast test-oldest lint bench
+.PHONY: setup demo test test-fast test-oldest typecheck lint bench
 
 setup:
 	scripts/setup
@@ -20,6 +20,10 @@ test-fast:
 # The same tests on Debian's Python 3.11.2, which the worker image on the local base runs.
 test-oldest:
 	scripts/test-oldest
+
+# mypy over grader/ (and what it imports), as configured in pyproject.toml's [tool.mypy].
+typecheck: setup
+	.venv/bin/mypy
 
 lint:
 	.venv/bin/ruff check grader checks tests scripts/bench scripts/throughput

@@ -148,8 +148,8 @@ def _image(image, found: _Findings, declared: dict[str, int]) -> None:
         for label, token in _token_matches(entry):
             key = found.key_for(token)
             found.keep_value(token, key)
-            shown = f"{found.by_key[key].label}={REDACTED}" if key.startswith("name:") else label
-            found.add(key, label, None, Evidence("observed", f"image history: {shown}"))
+            what = f"{found.by_key[key].label}={REDACTED}" if key.startswith("name:") else label
+            found.add(key, label, None, Evidence("observed", f"image history: {what}"))
 
 
 def _history_pairs(entry: str) -> list[tuple[str, str | None]]:

@@ -321,6 +321,7 @@ def status() -> None:
         counts, failures, oldest = store.status_counts(), store.recent_failures(5), store.oldest_queued_at()
     except GraderError as exc:
         _fail(exc, exc.exit_code)
+    queued: int | str  # its length, or why the broker did not say
     try:
         queued = redis.Redis.from_url(settings.broker_url, socket_timeout=3).llen("celery")
     except redis.RedisError as exc:

@@ -10,13 +10,13 @@ import grader
 from grader.assignment import Assignment
 from grader.facts import SubmissionFacts
 from grader.messages import message, note, title
+from grader.report_model import SCHEMA, validate
 from grader.scoring import CheckResult, Scored, VariantScore
 
 if TYPE_CHECKING:  # rich is imported only when a text report is rendered: JSON runs start faster
     from rich.console import Console
     from rich.table import Table
 
-SCHEMA = "grader.report/1"
 MARK = {"pass": "✓", "fail": "✗", "warn": "!", "skip": "–"}
 LABELS = {
     "ru": {"variant": "Вариант", "file": "Файл", "built": "Сборка", "size": "Размер", "layers": "Слоёв",
@@ -31,7 +31,9 @@ LABELS = {
 
 
 def to_json(facts: SubmissionFacts, scored: Scored, assignment: Assignment, lang: str) -> dict:
-    return {
+    """The report as JSON data, checked against the contract (grader/report_model.py) before it
+    leaves: a report that breaks it is our bug, caught here rather than by a client."""
+    report = {
         "schema": SCHEMA,
         "grader_version": grader.__version__,
         "assignment": assignment.id,
@@ -42,6 +44,8 @@ def to_json(facts: SubmissionFacts, scored: Scored, assignment: Assignment, lang
         "checks": [_check_json(c, lang) for c in scored.checks],
         "notes": [note(n, lang) for n in facts.discovery_notes],
     }
+    validate(report)
+    return report
 
 
 def _variant_json(v: VariantScore, assignment: Assignment, lang: str) -> dict:
@@ -110,8 +114,8 @@ def render_text(report: dict, width: int = 110) -> str:
     out = io.StringIO()
     console = Console(file=out, width=width, force_terminal=False, color_system=None)
     console.print(f"{report['assignment']}: {t['total']} {_pts(report['score'])}/{_pts(report['max_score'])}")
-    for note in report["notes"]:
-        console.print(f"  · {note}")
+    for line in report["notes"]:
+        console.print(f"  · {line}")
     table = Table(t["variant"], t["file"], t["built"], t["size"], "uid", t["stop"], t["score"])
     for v in report["variants"]:
         table.add_row(v["name"], v["dockerfile"] or "—", _secs(v["build_seconds"]) if v["built"] else t["no"],

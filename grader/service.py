@@ -13,10 +13,10 @@ from grader import assignment as assignment_mod
 from grader import report as report_mod
 from grader.config import Settings
 from grader.errors import GraderError, SubmissionError
-from grader.messages import refusal
 from grader.gitlab import GitLab
+from grader.messages import refusal
 from grader.sources import Workspace, extract_archive
-from grader.store import Store
+from grader.store import PendingPost, Store, Submission
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(minutes=30)
@@ -36,6 +36,12 @@ class Service:
         self.store = store
         self.gitlab = gitlab
         self.assignment = assignment_mod.load(settings.assignment_file)
+
+    def _submission(self, submission_id: int) -> Submission:
+        """A submission that was recorded: the store never deletes one."""
+        sub = self.store.get(submission_id)
+        assert sub is not None, f"submission {submission_id} is not in the store"
+        return sub
 
     # -- grading -----------------------------------------------------------------------------
     def record(self, project, sha: str, branch: str) -> tuple[int, bool]:
@@ -57,7 +63,7 @@ class Service:
         # A row left "running" by a worker that died is taken over once it is older than a job can be.
         if not self.store.start(submission_id, stale_after=self.settings.stale_after):
             return Outcome("skipped")  # superseded, or already taken by another worker
-        sub = self.store.get(submission_id)
+        sub = self._submission(submission_id)
         if post:
             self._status(sub, "running", "grading…")
         try:
@@ -90,7 +96,7 @@ class Service:
     def give_up(self, submission_id: int, error: str) -> None:
         """After the last retry of an infrastructure failure: ungradable, said so on the commit."""
         self.store.mark_ungradable(submission_id, error)
-        sub = self.store.get(submission_id)
+        sub = self._submission(submission_id)
         self._status(sub, "canceled", f"not graded (grader problem): {error}"[:255])
 
     def _refusal(self, message: str) -> dict:
@@ -99,7 +105,7 @@ class Service:
                 "language": self.assignment.language, "score": 0.0, "max_score": self.assignment.max_score,
                 "variants": [], "checks": [], "notes": [message], "error": message}
 
-    def _publish(self, sub, result: dict) -> None:
+    def _publish(self, sub: Submission, result: dict) -> None:
         full = result["score"] >= result["max_score"]
         coverage = round(100 * result["score"] / result["max_score"], 1) if result["max_score"] else 0.0
         self._status(sub, "success" if full else "failed", f"{result['score']:g}/{result['max_score']:g}",
@@ -108,7 +114,7 @@ class Service:
             f"{result.get('error', '')}"
         self.store.add_post(sub.id, "comment", {"note": body})
 
-    def _status(self, sub, state: str, description: str, coverage: float | None = None) -> None:
+    def _status(self, sub: Submission, state: str, description: str, coverage: float | None = None) -> None:
         payload = {"state": state, "name": self.settings.status_name, "description": description,
                    "target_url": f"{self.settings.report_base_url.rstrip('/')}/reports/{sub.token}",
                    "ref": sub.ref.removeprefix("refs/heads/"), "coverage": coverage}
@@ -117,13 +123,13 @@ class Service:
     def accept(self, submission_id: int) -> None:
         """A recorded push: older queued pushes of the project are superseded (said so on their
         commits), and this one shows `pending`, so the student sees it was received."""
-        sub = self.store.get(submission_id)
+        sub = self._submission(submission_id)
         for older in self.store.supersede_older(sub.project_id, sub.id):
-            self._status(self.store.get(older), "canceled", f"superseded by a newer push ({sub.sha[:8]})")
+            self._status(self._submission(older), "canceled", f"superseded by a newer push ({sub.sha[:8]})")
         self._status(sub, "pending", "queued for grading")
 
     # -- delivery ----------------------------------------------------------------------------
-    def _comment(self, sub, post) -> None:
+    def _comment(self, sub: Submission, post: PendingPost) -> None:
         key = f"post-{post.id}"
         # An earlier attempt (this worker's, or one that died before recording it) may have reached
         # GitLab although its answer was lost: look first. One read per report is cheap.
@@ -136,7 +142,7 @@ class Service:
         now = datetime.now(UTC)
         # The lease keeps two workers delivering at once from sending the same post twice.
         for post in self.store.due_posts(now, limit, lease=timedelta(minutes=2)):
-            sub = self.store.get(post.submission_id)
+            sub = self._submission(post.submission_id)
             try:
                 if post.kind == "status":
                     self.gitlab.post_status(sub.project_id, sub.sha, **post.payload)

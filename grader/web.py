@@ -129,7 +129,9 @@ def _parse(body: bytes) -> dict:
 
 
 def _push(payload: dict) -> Push:
-    project = payload.get("project") if isinstance(payload.get("project"), dict) else {}
+    project = payload.get("project")
+    if not isinstance(project, dict):
+        project = {}
     fields = {
         "project_id": payload.get("project_id", project.get("id")),
         "project.path_with_namespace": project.get("path_with_namespace"),

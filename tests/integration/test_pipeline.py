@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from grader import assignment as assignment_mod
+from grader.consistency import contradictions
 from grader.errors import GraderError
 from grader.pipeline import grade
 from grader.report import to_json
@@ -28,6 +29,7 @@ def run(repo, settings, engine, **kw):
 def test_reference_solution_gets_full_marks_with_evidence(settings, engine):
     report = run(REFERENCE_REPO, settings, engine)
     assert report["score"] == report["max_score"] == 5
+    assert contradictions(report) == []
     by_name = {v["name"]: v for v in report["variants"]}
     assert by_name["single"]["runtime_uid"] == 0
     assert by_name["nonroot"]["runtime_uid"] not in (0, None)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from grader.consistency import contradictions
 from grader.messages import catalogue
+from grader.report_model import validate
 
 
 def fixture_names(folder: Path) -> list[str]:
@@ -21,9 +22,11 @@ def assert_verdict(report: dict, expected: dict) -> None:
     """Exactly the failed and warned checks stated, the score, and the message word or hint.
 
     Optional: a total `score`, `notes_contain` (substrings each found in some discovery note), and
-    per variant the `dockerfile` taken for it (repo-relative). Every report must also be free of
+    per variant the `dockerfile` taken for it (repo-relative) and `says` (substrings each found in
+    the message of some check of that variant, whatever its status). Every report must also be free of
     contradictions (grader/consistency.py), whatever its fixture states."""
     assert contradictions(report) == []
+    validate(report)  # the contract (docs/report.schema.json)
     if "score" in expected:
         assert report["score"] == expected["score"], (report["score"], report["checks"])
     for part in expected.get("notes_contain", []):
@@ -38,6 +41,8 @@ def assert_verdict(report: dict, expected: dict) -> None:
         assert got["score"] == verdict["score"]
         if "dockerfile" in verdict:
             assert got["dockerfile"] == verdict["dockerfile"], (got["dockerfile"], report["notes"])
+        for part in verdict.get("says", []):
+            assert any(part in c["message"] for c in got["checks"]), (part, got["checks"])
         if "message" in verdict:  # a word the failing check's message must contain
             assert any(verdict["message"] in c["message"] for c in got["checks"] if c["status"] == "fail"), got
         if "hint" in verdict:

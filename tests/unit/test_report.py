@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
+import pydantic
 import pytest
 
 from grader import assignment as assignment_mod
 from grader.dockerfile import parse_file
 from grader.facts import BuildFacts
 from grader.report import render_json, render_markdown, render_text, to_json
+from grader.report_model import json_schema, validate
 from grader.scoring import score
 from tests.unit.factories import REFERENCE, SIZES, passing_submission, passing_variant
 
@@ -272,3 +275,15 @@ def test_text_labels_follow_the_language(lang, total, sizes):
 
     assert text.splitlines()[0] == f"counter-backend: {total} 5/5"
     assert sizes in text
+
+
+def test_the_checked_in_json_schema_is_the_models():
+    checked_in = Path(__file__).resolve().parents[2] / "docs" / "report.schema.json"
+    assert checked_in.read_text(encoding="utf-8") == json_schema(), \
+        "regenerate: python -c 'from grader.report_model import json_schema; print(json_schema(), end=\"\")' " \
+        "> docs/report.schema.json"
+
+
+def test_a_report_breaking_the_contract_is_refused():
+    with pytest.raises(pydantic.ValidationError):
+        validate({"schema": "grader.report/1", "score": "five"})
