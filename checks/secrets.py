@@ -168,7 +168,7 @@ def _history_pairs(entry: str) -> list[tuple[str, str | None]]:
     return pairs
 
 
-@variant_check("no_secrets", reads=("parsed", "image"), reasons=("found", "image", "not_parsed", "ok"))
+@variant_check("no_secrets", reads=("parsed", "image"), reasons=("found", "image", "not_parsed", "ok", "several"))
 def no_secrets(v, a):
     if v.parsed is None:
         return skipped("not_parsed")

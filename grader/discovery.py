@@ -154,10 +154,11 @@ def _assign_by_name(candidates: list[Candidate], named: dict[str, tuple[str, str
     chosen: dict[str, Candidate] = {}
     how: dict[str, str] = {}
     # The exact name first, then the copy next to a pyproject.toml, then the shallowest path.
-    ranked = sorted((c for c in candidates if named[c.rel]), key=lambda c: (
-        named[c.rel][1] != "name", not (c.path.parent / PROJECT_FILE).is_file(), c.rel.count("/"), c.rel))
+    matched = {rel: match for rel, match in named.items() if match is not None}
+    ranked = sorted((c for c in candidates if c.rel in matched), key=lambda c: (
+        matched[c.rel][1] != "name", not (c.path.parent / PROJECT_FILE).is_file(), c.rel.count("/"), c.rel))
     for c in ranked:
-        variant, kind = named[c.rel]
+        variant, kind = matched[c.rel]
         if variant in chosen:
             notes.append(Note("ignored_duplicate", path=c.rel, used=chosen[variant].rel, variant=variant))
             continue

@@ -71,6 +71,7 @@ def refusal(exc: SubmissionError, lang: str) -> str:
     if entry is None:
         return str(exc)
     params = _Blank({k: v for k, v in exc.params.items() if v is not None})
-    if "notes" in exc.params:
-        params["details"] = "; ".join(note(n, lang) for n in exc.params["notes"])  # type: ignore[union-attr]
+    notes = exc.params.get("notes")
+    if isinstance(notes, list):
+        params["details"] = "; ".join(note(n, lang) for n in notes)
     return entry[lang].format_map(params)

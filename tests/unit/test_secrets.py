@@ -183,3 +183,15 @@ def test_secrets_check_is_skipped_without_a_parse():
 def test_no_secrets_is_advisory_in_every_variant():
     for rubric in A.variants:
         assert "no_secrets" in rubric.advisory and "no_secrets" not in rubric.required
+
+
+def test_several_secrets_are_one_scored_verdict_not_a_grader_error():
+    from grader.scoring import score
+    from tests.unit.factories import passing_submission
+
+    facts = passing_submission(A)
+    parsed = parse_text("FROM python:3.11.6-slim-bookworm\nENV API_TOKEN=abc123def456 DB_PASSWORD=hunter2hunter2\n",
+                        "Dockerfile.single")
+    facts.variants["single"] = passing_variant("single", A, parsed=parsed)
+    check = next(c for c in score(facts, A).variants[0].checks if c.id == "no_secrets")
+    assert (check.status, check.outcome.reason) == ("warn", "several")
