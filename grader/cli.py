@@ -319,6 +319,7 @@ def status() -> None:
     try:
         store = Store(settings.database_url)
         counts, failures, oldest = store.status_counts(), store.recent_failures(5), store.oldest_queued_at()
+        abandoned = store.abandoned_posts(5)
     except GraderError as exc:
         _fail(exc, exc.exit_code)
     queued: int | str  # its length, or why the broker did not say
@@ -334,6 +335,8 @@ def status() -> None:
     typer.echo("submissions: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     for sub in failures:
         typer.echo(f"  ungradable #{sub.id} {sub.project_path}@{sub.sha[:8]}: {sub.error}")
+    for post in abandoned:
+        typer.echo(f"  not delivered ({post.kind} of submission #{post.submission_id}): {post.last_error}")
 
 
 @app.command()

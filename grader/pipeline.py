@@ -21,7 +21,7 @@ from grader.assignment import Assignment
 from grader.config import Settings
 from grader.discovery import Assigned, discover
 from grader.engine import ContainerFailed, Engine, Running, context_facts
-from grader.errors import GraderError, SubmissionError
+from grader.errors import GraderError
 from grader.facts import BuildFacts, PolicyFacts, RuntimeFacts, SubmissionFacts, VariantFacts
 from grader.lint import hadolint
 from grader.messages import note as note_text

@@ -12,8 +12,8 @@ import grader
 from grader import assignment as assignment_mod
 from grader import report as report_mod
 from grader.config import Settings
-from grader.errors import GraderError, SubmissionError
-from grader.gitlab import GitLab
+from grader.errors import ConfigError, GraderError, SubmissionError
+from grader.gitlab import GitLab, GitLabUnavailable
 from grader.messages import refusal
 from grader.sources import Workspace, extract_archive
 from grader.store import PendingPost, Store, Submission
@@ -148,12 +148,15 @@ class Service:
                     self.gitlab.post_status(sub.project_id, sub.sha, **post.payload)
                 else:
                     self._comment(sub, post)
-            except GraderError as exc:  # GitLab down or refusing: keep it, try later
+            except (GitLabUnavailable, ConfigError) as exc:  # can get better: GitLab back, token fixed
                 # The store hands out one post per submission and kind at a time, so a later status
                 # never overtakes this one; each post in the batch is tried (and leased) once.
                 wait = min(MAX_BACKOFF, timedelta(seconds=2 ** min(post.attempts, 11)))
                 self.store.post_failed(post.id, str(exc), now + wait)
                 log.warning("post %s for submission %s failed (%s); retry in %s", post.id, sub.id, exc, wait)
+            except GraderError as exc:  # GitLab refused it for good (project or commit gone, 400): say so
+                self.store.post_abandoned(post.id, str(exc))
+                log.error("post %s for submission %s abandoned: %s", post.id, sub.id, exc)
             else:
                 self.store.post_delivered(post.id)
         return len(self.store.due_posts(datetime.now(UTC) + MAX_BACKOFF, limit))

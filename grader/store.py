@@ -583,6 +583,12 @@ class Store:
         with self._session(write=False) as s:
             return s.get(PendingPost, id)
 
+    def abandoned_posts(self, limit: int = 10) -> list[PendingPost]:
+        """Posts GitLab refused for good, newest first, with why (for `grader status`)."""
+        with self._session(write=False) as s:
+            return list(s.scalars(select(PendingPost).where(PendingPost.abandoned_at.is_not(None))
+                                  .order_by(PendingPost.abandoned_at.desc()).limit(limit)))
+
     def undelivered_count(self) -> int:
         with self._session(write=False) as s:
             return s.scalar(select(func.count()).select_from(PendingPost)

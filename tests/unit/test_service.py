@@ -110,3 +110,22 @@ def test_comment_marker_is_invisible_markdown_at_the_end(service, fake, graded):
     report, marker = comment.note.split("\n\n<!-- ")
     assert report == "**0/5**: —"  # the report as the service wrote it, untouched
     assert re.fullmatch(r"grader:post-\d+ -->", marker)
+
+
+def test_a_post_gitlab_refuses_for_good_is_abandoned_with_the_reason_not_retried(service, fake, graded):
+    fake.fail_next(None, status=404, path_contains="/statuses/")  # the project is gone, for every try
+    service.deliver_due()
+    [abandoned] = service.store.abandoned_posts()
+    assert abandoned.kind == "status" and "404" in abandoned.last_error
+    statuses_tried = len([r for r in fake.requests if "/statuses/" in r.path])
+    service.deliver_due()
+    assert len([r for r in fake.requests if "/statuses/" in r.path]) == statuses_tried  # never tried again
+
+
+def test_a_post_that_can_get_better_is_kept_for_a_retry(service, fake, graded):
+    fake.fail_next(1, status=502, path_contains="/statuses/")  # control: GitLab having a bad moment
+    service.deliver_due()
+    assert service.store.abandoned_posts() == []
+    [status] = [p for p in service.store.due_posts(service_mod.datetime.now(service_mod.UTC)
+                                                   + service_mod.MAX_BACKOFF) if p.kind == "status"]
+    assert status.attempts == 1 and "502" in status.last_error
