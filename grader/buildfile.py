@@ -34,6 +34,7 @@ _DIRECTIVE = re.compile(r"^\s*#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _SIMPLE_HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 # Flags are written back as they were parsed (quotes removed): only ones that need no quoting.
 _PLAIN_FLAG = re.compile(r"--[A-Za-z-]+(=[\w.,:/=@+%-]*)?")
+_PLAIN_VALUE = re.compile(r"[\w.:/=@+%-]*")  # one mount option, written back without quoting
 
 
 @dataclass(frozen=True)
@@ -72,22 +73,65 @@ def escape_char(text: str) -> str:
     return chosen[-1] if chosen and chosen[-1] in ("\\", "`") else "\\"
 
 
-def prepare(text: str) -> Buildfile:
-    """The copy to build: syntax directives out, simple RUN heredocs in exec form."""
+def prepare(text: str, cache_scope: str | None = None) -> Buildfile:
+    """The copy to build: syntax directives out, simple RUN heredocs in exec form, and (with a
+    `cache_scope`, one per grading) every cache mount given an id of that grading's own."""
     lines = lines_of(text)
     changes = _drop_syntax(lines, directives(text))
     original = buildkit_parser.parse_string(text)
     shells = _shells(original)
+    rewritten = set()
     for command in original:
+        flags = scoped_cache_flags(command.flags, cache_scope) if command.cmd.upper() == "RUN" else command.flags
         shell = shells.get(command.start_line, DEFAULT_SHELL)
-        rewrite = _heredoc_as_exec(command, shell)
-        if rewrite is not None:
-            _replace(lines, command, rewrite)
+        heredoc = _heredoc_as_exec(command, shell, flags)
+        line = heredoc if heredoc is not None else _run_line(command, flags) if flags != command.flags else None
+        if line is not None:
+            _replace(lines, command, line)
+            rewritten.add(command.start_line)
+        if heredoc is not None:
             changes.append(BuildfileChange("heredoc_rewritten", command.start_line,
                                            {"word": command.heredocs[0].name, "shell": " ".join(shell)}))
     copy = "\n".join(lines)
-    _require_same_lines(original, buildkit_parser.parse_string(copy), {c.line for c in changes})
+    _require_same_lines(original, buildkit_parser.parse_string(copy), rewritten | {c.line for c in changes})
     return Buildfile(copy, tuple(changes))
+
+
+def scoped_cache_flags(flags: tuple[str, ...], scope: str | None) -> tuple[str, ...]:
+    """`--mount=type=cache,...` with `id=SCOPE/<its id or target>`.
+
+    BuildKit keeps cache mounts by id (by default the target path) for every later build on the
+    engine: without a scope, one student's build could read, or plant files in, the pip cache the
+    next student's build mounts at the same target."""
+    if scope is None:
+        return flags
+    return tuple(_scoped(flag, scope) for flag in flags)
+
+
+def _scoped(flag: str, scope: str) -> str:
+    name, _, spec = flag.partition("=")
+    parts = [p.partition("=") for p in spec.split(",")]
+    options = {key.strip().lower(): value for key, _, value in parts}
+    plain = all(_PLAIN_VALUE.fullmatch(p) for p in spec.split(","))
+    if name.lower() != "--mount" or options.get("type") != "cache" or not plain:
+        return flag
+    own = options.get("id") or options.get("target") or options.get("dst") or options.get("destination") or ""
+    kept = [f"{key}={value}" if eq else key for key, eq, value in parts if key.strip().lower() != "id"]
+    return name + "=" + ",".join([*kept, f"id={scope}/" + own.lstrip("/")])
+
+
+def _run_line(command: buildkit_parser.Command, flags: tuple[str, ...]) -> str | None:
+    """The RUN with other flags, on one line; None when it cannot be written back as it was parsed
+    (a heredoc, a shell command that would read as JSON, flags needing quotes)."""
+    if command.heredocs or not all(_PLAIN_FLAG.fullmatch(f) for f in flags):
+        return None
+    if command.json:
+        rest = json.dumps(list(command.value), ensure_ascii=False)
+    else:
+        rest = command.value[0] if command.value else ""
+        if rest.lstrip().startswith("["):
+            return None
+    return " ".join(["RUN", *flags, rest])
 
 
 def _drop_syntax(lines: list[str], block: list[Directive]) -> list[BuildfileChange]:
@@ -126,7 +170,7 @@ def _shells(commands: tuple[buildkit_parser.Command, ...]) -> dict[int, tuple[st
     return shells
 
 
-def _heredoc_as_exec(command: buildkit_parser.Command, shell: tuple[str, ...]) -> str | None:
+def _heredoc_as_exec(command: buildkit_parser.Command, shell: tuple[str, ...], flags: tuple[str, ...]) -> str | None:
     """`RUN [flags] ["/bin/sh", "-c", "<script>"]` for `RUN [flags] <<WORD`, or None when the
     instruction is not of that simple shape.
 
@@ -139,12 +183,12 @@ def _heredoc_as_exec(command: buildkit_parser.Command, shell: tuple[str, ...]) -
     match = _SIMPLE_HEREDOC.fullmatch(command.value[0])
     if match is None or heredoc.file_descriptor != 0 or heredoc.content.startswith("#!"):
         return None
-    if not all(_PLAIN_FLAG.fullmatch(f) for f in command.flags):
+    if not all(_PLAIN_FLAG.fullmatch(f) for f in flags):
         return None
     script = heredoc.content.replace("\r\n", "\n")  # a CRLF file's CRs are the editor's, not the script's
     if match.group(1) == "-":  # <<- strips leading tabs, as BuildKit does
         script = "".join(line.lstrip("\t") for line in script.splitlines(keepends=True))
-    return " ".join(["RUN", *command.flags, json.dumps([*shell, script], ensure_ascii=False)])
+    return " ".join(["RUN", *flags, json.dumps([*shell, script], ensure_ascii=False)])
 
 
 def _replace(lines: list[str], command: buildkit_parser.Command, rewrite: str) -> None:

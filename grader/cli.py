@@ -180,13 +180,13 @@ def serve(
     """
     import uvicorn
 
-    from grader.tasks import enqueue
+    from grader.tasks import broker_ready, enqueue
     from grader.web import create_app
 
     settings = get_settings()
     try:
         settings.require("webhook_secret", "gitlab_url", "gitlab_token")
-        application = create_app(settings, _startup_checks(settings), enqueue)
+        application = create_app(settings, _startup_checks(settings), enqueue, ready=broker_ready)
     except GraderError as exc:
         _fail(exc, exc.exit_code)
     uvicorn.run(application, host=host, port=port, log_level="info")
@@ -291,6 +291,7 @@ def scoreboard(
     fmt: Annotated[str, typer.Option("--format", help="json (versioned schema) or csv.")] = "json",
 ) -> None:
     """Print the scoreboard: one row per student with best, latest and on-time scores."""
+    from grader.intake import Roster
     from grader.scoreboard import scoreboard as build
     from grader.scoreboard import to_csv
     from grader.store import Store
@@ -299,7 +300,8 @@ def scoreboard(
     if fmt not in ("json", "csv"):
         _fail(ConfigError(f"--format {fmt}: use json or csv"), 2)
     try:
-        board = build(Store(settings.database_url), settings.deadline, settings.report_base_url)
+        roster = Roster.load(settings.roster_file) if settings.roster_file is not None else None
+        board = build(Store(settings.database_url), settings.deadline, settings.report_base_url, roster)
     except GraderError as exc:
         _fail(exc, exc.exit_code)
     sys.stdout.write(to_csv(board) if fmt == "csv" else json.dumps(board, ensure_ascii=False, indent=2) + "\n")

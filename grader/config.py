@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     branches: list[str] = ["main", "master"]  # pushes to other branches are not graded
     groups: list[str] = []  # when set, only projects under these group paths are graded
     assignment_file: Path | None = None  # the rubric; default checks/assignments/counter_backend.toml
+    student_rule: str = "project"  # who a project belongs to: project | namespace | roster (grader/intake.py)
+    roster_file: Path | None = None  # CSV project,student,name,email,student_id (student_rule = roster)
     deadline: datetime | None = None  # pushes received later are graded and marked late
     max_webhook_bytes: int = 1024 * 1024  # bigger bodies get 413
     status_name: str = "autograder"  # the commit status context shown in GitLab

@@ -164,7 +164,8 @@ def _gate(job: Job, a: Assigned) -> PolicyFacts:
             raise GraderError(f"allowed base image {base} is not on the engine; run scripts/setup "
                               "or remove it from [policy] allowed_base_images")
         env[base] = job.engine.inspect_image(base).env
-    return gate(a.candidate.path, job.assignment, env, job.log_dir / f"{a.variant}.Dockerfile")
+    return gate(a.candidate.path, job.assignment, env, job.log_dir / f"{a.variant}.Dockerfile",
+                cache_scope=f"grader-{job.id}")
 
 
 def _run_main(job: Job, v: VariantFacts) -> None:

@@ -59,16 +59,17 @@ def allowed_bases(assignment: Assignment) -> tuple[str, ...]:
 
 
 def gate(dockerfile: Path, assignment: Assignment, base_env: Mapping[str, Sequence[str]],
-         copy_to: Path) -> PolicyFacts:
+         copy_to: Path, cache_scope: str | None = None) -> PolicyFacts:
     """Reviews the student's file; when nothing is refused, writes the copy the engine builds.
 
     `base_env` holds the config Env (NAME=value) of each allowed base image, as the engine has it:
-    ENV values of the base take part in variable expansion."""
+    ENV values of the base take part in variable expansion. `cache_scope` (one per grading) keeps
+    the build's cache mounts apart from every other grading's (grader/buildfile.py)."""
     text = dockerfile.read_bytes().decode("utf-8")
     findings = review(text, assignment, base_env)
     if findings:
         return PolicyFacts(findings=findings)
-    copy = prepare(text)
+    copy = prepare(text, cache_scope)
     if review(copy.text, assignment, base_env):  # what is sent is what was judged
         raise GraderError("the Dockerfile copy for the engine fails the policy its original passed "
                           "(grader bug in grader/buildfile.py)")

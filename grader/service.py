@@ -14,6 +14,7 @@ from grader import report as report_mod
 from grader.config import Settings
 from grader.errors import ConfigError, GraderError, SubmissionError
 from grader.gitlab import GitLab, GitLabUnavailable
+from grader.intake import Intake
 from grader.messages import refusal
 from grader.sources import Workspace, extract_archive
 from grader.store import PendingPost, Store, Submission
@@ -45,13 +46,10 @@ class Service:
 
     # -- grading -----------------------------------------------------------------------------
     def record(self, project, sha: str, branch: str) -> tuple[int, bool]:
-        """A submission the instructor asked for (no push event): its id, and whether it is new."""
-        received = datetime.now(UTC)
-        late = self.settings.deadline is not None and received > self.settings.deadline
-        sub, created = self.store.record_push(
-            project_id=project.id, project_path=project.path_with_namespace,
-            student=project.path_with_namespace.rsplit("/", 1)[-1], sha=sha, ref=f"refs/heads/{branch}",
-            event_uuid=None, received_at=received, late=late)
+        """A submission the instructor asked for (no push event): its id, and whether it is new.
+        The same intake as the webhook's, so the student is the same whoever asked."""
+        sub, created = Intake(self.settings, self.store).record(
+            project_id=project.id, project_path=project.path_with_namespace, sha=sha, ref=f"refs/heads/{branch}")
         return sub.id, created
 
     def grade(self, submission_id: int, *, post: bool = True) -> Outcome:

@@ -48,6 +48,7 @@ from sqlalchemy import (
     Text,
     and_,
     create_engine,
+    delete,
     event,
     exists,
     func,
@@ -56,6 +57,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.engine import URL, Connection, CursorResult, Engine, Result, make_url
@@ -349,6 +351,13 @@ class Store:
         return s.scalars(select(Submission).where(Submission.project_id == project_id, Submission.sha == sha,
                                                   Submission.state.in_(ACTIVE))).first()
 
+    def forget(self, id: int) -> None:
+        """Removes a submission that was just recorded and could not be queued (with its posts), so
+        that GitLab's retry of the same delivery records it afresh instead of finding a duplicate."""
+        with self._session() as s:
+            s.execute(delete(PendingPost).where(PendingPost.submission_id == id))
+            s.execute(delete(Submission).where(Submission.id == id, Submission.state == State.QUEUED))
+
     def get(self, id: int) -> Submission | None:
         with self._session(write=False) as s:
             return s.get(Submission, id)
@@ -395,11 +404,15 @@ class Store:
             return _rowcount(result) == 1
 
     def supersede_older(self, project_id: int, newer_id: int) -> list[int]:
-        """Marks the project's queued submissions recorded before `newer_id` superseded; their ids."""
+        """Marks the project's queued submissions recorded before `newer_id` superseded; their ids.
+        A late push never supersedes an on-time one: on deadline night the queue is long, and the
+        student's last on-time push must still be graded."""
         with self._session() as s:
+            newer = s.get(Submission, newer_id)
+            on_time_kept = Submission.late.is_(True) if newer is not None and newer.late else true()
             ids = s.scalars(update(Submission)
                             .where(Submission.project_id == project_id, Submission.id < newer_id,
-                                   Submission.state == State.QUEUED)
+                                   Submission.state == State.QUEUED, on_time_kept)
                             .values(state=State.SUPERSEDED, finished_at=utcnow())
                             .returning(Submission.id)).all()
         return sorted(ids)

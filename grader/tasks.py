@@ -25,7 +25,11 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     task_time_limit=HARD_LIMIT_S,
-    broker_transport_options={"visibility_timeout": HARD_LIMIT_S + 600},
+    # A broker that does not answer must fail a publish in seconds (the webhook then answers 503
+    # and GitLab retries), not hold the request past GitLab's 10 s.
+    broker_transport_options={"visibility_timeout": HARD_LIMIT_S + 600, "socket_connect_timeout": 2,
+                              "socket_timeout": 5},
+    task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
     task_serializer="json",
     accept_content=["json"],
     task_ignore_result=True,
@@ -95,7 +99,12 @@ def _chain_key() -> str:
 
 @lru_cache(maxsize=1)
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.broker_url)
+    return redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5)
+
+
+def broker_ready() -> None:
+    """Raises unless the broker answers (the webhook's /readyz, and its check before recording)."""
+    _redis().ping()
 
 
 def _start_chain(client: redis.Redis) -> bool:

@@ -1,7 +1,8 @@
 """The webhook receiver and report pages (`grader serve`).
 
-The webhook does four things and nothing slow: check the secret in constant time, take the
-few fields it needs (400 when missing), record the submission and enqueue it, answer 202.
+The webhook does four things and nothing slow: check the secret in constant time, validate the
+few fields it needs (a JSON 400 naming the field otherwise), record the submission and enqueue it
+(both, or neither: 503 so GitLab retries), answer 202.
 GitLab gives up after 10 s and disables hooks that keep failing, so nothing here waits on
 Docker or on GitLab.
 """
@@ -13,18 +14,21 @@ import html
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from grader.config import Settings
+from grader.errors import GraderError
+from grader.intake import Intake
 from grader.store import Store
 
 ZERO_SHA = "0" * 40
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,32}")
 PUSH_EVENTS = {"Push Hook", "System Hook"}  # a system hook delivers pushes with object_kind "push"
+MAX_ID = 2**31 - 1  # GitLab's ids are 32-bit integers; a bigger one is not GitLab's
 
 
 class BadRequest(Exception):
@@ -33,17 +37,36 @@ class BadRequest(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
-class Push:
-    project_id: int
-    project_path: str
-    student: str
-    sha: str
-    ref: str
+class _Project(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: StrictInt | None = Field(default=None, gt=0, le=MAX_ID)
+    path_with_namespace: str = Field(min_length=3, max_length=512)
 
 
-def create_app(settings: Settings, store: Store, enqueue: Callable[[int], None]) -> FastAPI:
+class PushEvent(BaseModel):
+    """The fields of GitLab's Push Hook the grader reads (docs: user/project/integrations/webhook_events),
+    each checked; anything else in the body is ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    object_kind: str = Field(max_length=64)
+    ref: str = Field(max_length=255)
+    before: str | None = Field(default=None, max_length=64)
+    after: str | None = Field(default=None, max_length=64)
+    checkout_sha: str | None = Field(default=None, max_length=64)
+    project_id: StrictInt | None = Field(default=None, gt=0, le=MAX_ID)
+    project: _Project
+
+    @property
+    def deleted(self) -> bool:
+        return self.after == ZERO_SHA
+
+
+def create_app(settings: Settings, store: Store, enqueue: Callable[[int], None],
+               ready: Callable[[], None] | None = None) -> FastAPI:
+    """`enqueue(id)` hands a submission to the broker (raises when it cannot); `ready()` raises
+    when a dependency (database, broker) does not answer, for /readyz."""
     settings.require("webhook_secret")
+    intake = Intake(settings, store)
     app = FastAPI(title="grader", docs_url=None, redoc_url=None)
 
     @app.exception_handler(BadRequest)
@@ -55,26 +78,18 @@ def create_app(settings: Settings, store: Store, enqueue: Callable[[int], None])
         _check_token(request.headers.get("X-Gitlab-Token", ""), settings.webhook_secret or "")
         body = await _read_capped(request, settings.max_webhook_bytes)
         event = request.headers.get("X-Gitlab-Event", "")
-        payload = _parse(body)
-        if event not in PUSH_EVENTS or payload.get("object_kind") != "push":
+        if event not in PUSH_EVENTS:  # answered before any parsing or I/O
             return _accepted(ignored=f"not a push event ({event or 'no X-Gitlab-Event'})")
-        if (payload.get("after") == ZERO_SHA) or payload.get("checkout_sha") is None:
+        push = _push(_parse(body))
+        if push is None:
+            return _accepted(ignored="not a push event")
+        if push.deleted:
             return _accepted(ignored="branch deleted")
-        push = _push(payload)
-        if settings.groups and not any(push.project_path.startswith(g.rstrip("/") + "/") for g in settings.groups):
-            return _accepted(ignored=f"project {push.project_path} is not in a graded group")
-        branch = push.ref.removeprefix("refs/heads/")
-        if branch not in settings.branches:
-            return _accepted(ignored=f"branch {branch} is not graded (graded: {', '.join(settings.branches)})")
-        received = datetime.now(UTC)
-        late = settings.deadline is not None and received > settings.deadline
-        submission, created = store.record_push(
-            project_id=push.project_id, project_path=push.project_path, student=push.student, sha=push.sha,
-            ref=push.ref, event_uuid=request.headers.get("X-Gitlab-Event-UUID") or None, received_at=received,
-            late=late)
-        if created:
-            enqueue(submission.id)
-        return _accepted(submission_id=submission.id, duplicate=not created, late=late)
+        ignored = _ignored(push, settings)
+        if ignored:
+            return _accepted(ignored=ignored)
+        # The database and the broker block: off the event loop, so one slow call stalls no other request.
+        return await run_in_threadpool(_take, intake, enqueue, ready, push, request.headers.get("X-Gitlab-Event-UUID"))
 
     # Report pages are addressed by the submission's unguessable token, never by its id.
     @app.get("/reports/{token}.json")
@@ -95,7 +110,24 @@ def create_app(settings: Settings, store: Store, enqueue: Callable[[int], None])
 
     @app.get("/healthz")
     def healthz() -> dict:
+        """Liveness: the process answers. Whether it can take pushes is /readyz."""
         return {"ok": True}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        """Readiness: 200 only when the database and the broker answer (a load balancer, the
+        operator and the chaos tests look here)."""
+        problems = []
+        try:
+            store.status_counts()
+        except GraderError as exc:
+            problems.append(f"database: {exc}")
+        if ready is not None:
+            try:
+                ready()
+            except Exception as exc:  # noqa: BLE001 - whatever the broker client raises means "not ready"
+                problems.append(f"broker: {exc}")
+        return JSONResponse({"ok": not problems, "problems": problems}, status_code=503 if problems else 200)
 
     return app
 
@@ -119,36 +151,84 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 
 
 def _parse(body: bytes) -> dict:
+    if b"\\u0000" in body or b"\x00" in body:  # no database stores NUL in text; none of GitLab's fields has one
+        raise BadRequest(400, "body contains a NUL character")
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(400, f"body is not JSON: {exc}") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadRequest(400, f"body is not JSON: {str(exc)[:200]}") from exc
     if not isinstance(payload, dict):
         raise BadRequest(400, "body is not a JSON object")
     return payload
 
 
-def _push(payload: dict) -> Push:
-    project = payload.get("project")
-    if not isinstance(project, dict):
-        project = {}
-    fields = {
-        "project_id": payload.get("project_id", project.get("id")),
-        "project.path_with_namespace": project.get("path_with_namespace"),
-        "user_username": payload.get("user_username"),
-        "checkout_sha": payload.get("checkout_sha"),
-        "ref": payload.get("ref"),
-    }
-    missing = [name for name, value in fields.items() if value in (None, "")]
-    if missing:
-        raise BadRequest(400, f"push event without {', '.join(missing)}")
-    sha = str(fields["checkout_sha"])
-    if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
-        raise BadRequest(400, "checkout_sha is not a 40-character commit id")
-    if not isinstance(fields["project_id"], int):
-        raise BadRequest(400, "project_id is not a number")
-    return Push(fields["project_id"], str(fields["project.path_with_namespace"]), str(fields["user_username"]),
-                sha, str(fields["ref"]))
+def _push(payload: dict) -> PushEvent | None:
+    if payload.get("object_kind") != "push":
+        return None
+    try:
+        push = PushEvent.model_validate(payload)
+    except ValidationError as exc:
+        where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        raise BadRequest(400, f"push event with bad fields: {where}") from None
+    if not push.ref.startswith("refs/heads/"):
+        raise BadRequest(400, f"ref {push.ref[:100]!r} is not a branch (refs/heads/...)")
+    if push.deleted:
+        return push
+    if push.checkout_sha is None or not _SHA.fullmatch(push.checkout_sha):
+        raise BadRequest(400, "checkout_sha is missing or not a 40-character commit id")
+    if push.project_id is None and push.project.id is None:
+        raise BadRequest(400, "push event without project_id")
+    if _norm(push.project.path_with_namespace) != push.project.path_with_namespace:
+        raise BadRequest(400, "project.path_with_namespace is not a plain group/project path")
+    return push
+
+
+_SHA = re.compile(r"[0-9a-f]{40}")
+_PATH_PART = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.+-]*")
+
+
+def _norm(path: str) -> str:
+    """The path as GitLab writes it, or "" when a part is not a GitLab name (`..`, empty, spaces)."""
+    parts = path.split("/")
+    ok = len(parts) >= 2 and all(_PATH_PART.fullmatch(p) and p not in (".", "..") for p in parts)
+    return path if ok else ""
+
+
+def _ignored(push: PushEvent, settings: Settings) -> str | None:
+    """Why this push is not graded, or None."""
+    path = push.project.path_with_namespace
+    if settings.groups and not any(path.lower().startswith(g.strip("/").lower() + "/") for g in settings.groups):
+        return f"project {path} is not in a graded group"
+    branch = push.ref.removeprefix("refs/heads/")
+    if branch not in settings.branches:
+        return f"branch {branch} is not graded (graded: {', '.join(settings.branches)})"
+    return None
+
+
+def _take(intake: Intake, enqueue: Callable[[int], None], ready: Callable[[], None] | None, push: PushEvent,
+          event_uuid: str | None) -> JSONResponse:
+    """Records and enqueues, or neither: a broker that does not answer gets 503 before anything is
+    written; one that fails the publish gets the new row removed and 503, so GitLab's retry of the
+    same delivery is a new attempt, not a duplicate."""
+    project_id = push.project_id if push.project_id is not None else push.project.id
+    assert project_id is not None and push.checkout_sha is not None  # checked by _push
+    try:
+        if ready is not None:
+            ready()
+    except Exception as exc:  # noqa: BLE001 - whatever the broker client raises means "not now"
+        return JSONResponse({"error": f"broker unavailable, try again: {str(exc)[:300]}"}, status_code=503)
+    try:
+        submission, created = intake.record(project_id=project_id, project_path=push.project.path_with_namespace,
+                                            sha=push.checkout_sha, ref=push.ref, event_uuid=event_uuid or None)
+    except GraderError as exc:
+        return JSONResponse({"error": f"not recorded, try again: {exc}"}, status_code=503)
+    if created:
+        try:
+            enqueue(submission.id)
+        except Exception as exc:  # noqa: BLE001 - whatever the broker client raises: not queued
+            intake.store.forget(submission.id)
+            return JSONResponse({"error": f"not queued, try again: {str(exc)[:300]}"}, status_code=503)
+    return _accepted(submission_id=submission.id, duplicate=not created, late=submission.late)
 
 
 def _accepted(**fields: object) -> JSONResponse:

@@ -138,7 +138,7 @@ def test_a_push_is_graded_and_the_grade_appears_on_the_commit(tmp_path, broker_u
     assert len(gitlab.comments) == 1 and "5/5" in gitlab.comments[0].note
     [entry] = board["entries"]
     assert (entry["student"], entry["project"], entry["latest_score"], entry["max_score"], entry["sha"]) == (
-        "ivanov", "devops-2026/ivanov-docker", 5.0, 5.0, sha)
+        "ivanov-docker", "devops-2026/ivanov-docker", 5.0, 5.0, sha)
 
 
 def test_newer_push_supersedes_a_queued_one_and_gitlab_outage_delays_but_loses_nothing(

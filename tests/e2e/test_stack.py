@@ -199,7 +199,7 @@ def test_compose_stack_grades_a_push_and_keeps_the_grade(stack, gitlab, tmp_path
     board = json.loads(stack.ok("exec", "-T", "web", "grader", "scoreboard", "--format", "json"))
     [entry] = board["entries"]
     assert (entry["student"], entry["project"], entry["latest_score"], entry["sha"]) == (
-        "ivanov", "devops-2026/ivanov-docker", 5.0, sha)
+        "ivanov-docker", "devops-2026/ivanov-docker", 5.0, sha)
 
     # The instructor grades one project now, in the worker (the guide's place for it: it needs the engine).
     graded_now = json.loads(stack.ok("exec", "-T", "worker", "grader", "grade", "devops-2026/ivanov-docker",

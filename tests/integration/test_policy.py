@@ -313,10 +313,35 @@ def test_builds_use_an_empty_docker_config_not_the_hosts(quiet, settings, engine
 def printing_env(repo: Path, marker: str) -> Path:
     """The reference single-stage file with a step printing the build's proxy settings; the
     marker defeats BuildKit's cache, so the step really runs."""
+    return with_step(repo, f"RUN (env | grep -i proxy || true) && echo env-printed-{marker}")
+
+
+def test_one_gradings_cache_mount_is_not_another_gradings(settings, engine, tmp_path):
+    """BuildKit keeps cache mounts by id (default: the target) for every later build on the engine;
+    each grading's copy scopes them to itself. Control: two direct builds do share the cache."""
+    marker = uuid.uuid4().hex
+    cache = "--mount=type=cache,target=/root/.cache/shared"
+    plant = f"RUN {cache} echo {marker} > /root/.cache/shared/planted"
+    read = f"RUN {cache} cat /root/.cache/shared/planted || echo nothing-{marker}"
+    writer, reader = with_step(tmp_path / "writer", plant), with_step(tmp_path / "reader", read)
+
+    for repo in (writer, reader):
+        grade(repo, ASSIGNMENT, settings, engine, reference=REFERENCE_SOURCE, log_dir=repo.parent / f"{repo.name}-logs")
+    graded_log = (tmp_path / "reader-logs" / "single.build.log").read_text()
+    control_writer = with_step(tmp_path / "control-writer", plant.replace(marker, marker + "-control"))
+    control_reader = with_step(tmp_path / "control-reader", read + "-control")
+    docker_build(control_writer / "Dockerfile.single", engine)
+    control = docker_build(control_reader / "Dockerfile.single", engine)
+
+    assert re.search(rf"^#\d+ [\d.]+ nothing-{marker}$", graded_log, re.M), graded_log[-2000:]
+    assert re.search(rf"^#\d+ [\d.]+ {marker}-control$", control.log, re.M), control.log[-2000:]
+
+
+def with_step(repo: Path, step: str) -> Path:
+    """A repository whose single-stage file is the reference's with one more RUN step."""
     repo.mkdir()
     text = (REFERENCE_SOURCE / "Dockerfile.single").read_text()
-    (repo / "Dockerfile.single").write_text(text.replace(
-        "EXPOSE 8080", f"RUN (env | grep -i proxy || true) && echo env-printed-{marker}\nEXPOSE 8080"))
+    (repo / "Dockerfile.single").write_text(text.replace("EXPOSE 8080", f"{step}\nEXPOSE 8080"))
     return repo
 
 

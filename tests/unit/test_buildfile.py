@@ -149,3 +149,34 @@ def test_several_changes_keep_every_later_line_where_it_was():
     assert [lines_of(copy.text)[i] for i in kept] == [lines_of(text)[i] for i in kept]
     assert [c.line for c in copy.changes] == [1, 3, 8]
     assert len(lines_of(copy.text)) == len(lines_of(text))
+
+
+# -- cache mounts: one grading's own ------------------------------------------------------------------
+def test_cache_mounts_get_an_id_of_the_gradings_own_keeping_their_target():
+    text = (BASE + "RUN --mount=type=cache,target=/root/.cache/pip \\\n    pip --version \\\n && echo ok\n"
+            "RUN --mount=type=cache,id=pip,target=/c,sharing=locked [\"sh\", \"-c\", \"ls /c\"]\nEXPOSE 8080\n")
+
+    copy = prepare(text, cache_scope="grader-job1")
+
+    first, second = command_at(copy.text, 2), command_at(copy.text, 5)
+    assert first.flags == ("--mount=type=cache,target=/root/.cache/pip,id=grader-job1/root/.cache/pip",)
+    assert first.value == ("pip --version  && echo ok",)
+    assert second.flags == ("--mount=type=cache,target=/c,sharing=locked,id=grader-job1/pip",)
+    assert second.json and list(second.value) == ["sh", "-c", "ls /c"]
+    assert starts(copy.text) == starts(text) and copy.changes == ()  # nothing the student needs to hear
+
+
+def test_a_heredoc_run_with_a_cache_mount_gets_both_changes():
+    text = BASE + "RUN --mount=type=cache,target=/c <<EOF\nls /c\nEOF\n"
+
+    run = command_at(prepare(text, cache_scope="s").text, 2)
+
+    assert run.flags == ("--mount=type=cache,target=/c,id=s/c",) and run.json
+
+
+@pytest.mark.parametrize("flag", ["--mount=type=bind,target=/x", "--mount=type=tmpfs,target=/t"])
+def test_other_mounts_and_no_scope_leave_the_file_as_it_is(flag):
+    text = BASE + f"RUN {flag} ls\nRUN --mount=type=cache,target=/c ls\n"
+
+    assert prepare(text).text == text
+    assert command_at(prepare(text, cache_scope="s").text, 2).flags == (flag,)

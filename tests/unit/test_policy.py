@@ -6,6 +6,7 @@ fails here. The engine-side proof (canaries never contacted) is tests/integratio
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from checks import VARIANT_CHECKS
 from checks.hints import build_hint
 from grader.assignment import Policy, load
+from grader.engine import BuildCli, private_docker_config
 from grader.errors import ConfigError
 from grader.facts import BuildfileChange, PolicyFacts, PolicyFinding
 from grader.messages import message
@@ -343,3 +345,28 @@ def test_the_engines_heredoc_parse_error_gets_its_own_hint():
            "dockerfile parse error line 3: unknown instruction: HELLO\n")
 
     assert build_hint(log, False, None, A).key == "heredoc_unsupported"
+
+
+# -- defence in depth for what is still built ---------------------------------------------------------
+def test_builds_get_no_build_args_entitlements_or_secrets_of_ours(tmp_path):
+    cli = BuildCli("/usr/bin/docker", "builtin")
+
+    cmd = cli.command(tmp_path / "single.Dockerfile", tmp_path / "ctx", "tag", tmp_path / "iid", {"grader.job": "j"})
+
+    given = {arg.split("=", 1)[0] for arg in cmd if arg.startswith("--")}
+    assert given == {"--progress", "--iidfile", "--label"}  # no --build-arg, --allow, --secret, --ssh, --pull
+    assert cli.env(tmp_path)["DOCKER_CONFIG"] == str(tmp_path)
+
+
+def test_a_builds_docker_config_is_empty_but_for_the_cli_plugins(tmp_path, monkeypatch):
+    host = tmp_path / "host-config"
+    (host / "cli-plugins").mkdir(parents=True)
+    (host / "config.json").write_text('{"auths": {"registry.example": {"auth": "dXNlcjpzZWNyZXQ="}}}')
+    monkeypatch.setenv("DOCKER_CONFIG", str(host))
+
+    private = private_docker_config("job1")
+    try:
+        assert [p.name for p in private.iterdir()] == ["cli-plugins"]
+        assert (private / "cli-plugins").resolve() == (host / "cli-plugins").resolve()
+    finally:
+        shutil.rmtree(private)

@@ -13,7 +13,7 @@ from grader.scoreboard import CSV_FIELDS, SCHEMA, scoreboard, to_csv
 from tests.unit.conftest import T0
 
 ENTRY_KEYS = {"student", "project", "latest_score", "best_score", "max_score", "on_time_score", "sha",
-              "graded_at", "late", "report_url", "variants"}
+              "graded_at", "late", "report_url", "variants", "attempts", "name", "email", "student_id"}
 
 
 @pytest.fixture
@@ -137,8 +137,21 @@ def test_csv_rows_are_sorted_by_project_then_student_whatever_the_entry_order(st
                                         ["devops-2026/petrov-docker", "petrov"]]
 
 
-def test_two_students_pushing_to_one_project_get_an_entry_each(store, graded):
+def test_one_project_is_one_row_whoever_recorded_its_pushes(store, graded):
+    # rows recorded under an older rule (the pusher's name) still make one row, named by the latest
     graded(3, project_id=5, project_path="devops-2026/team", student="b")
-    graded(4, project_id=5, project_path="devops-2026/team", student="a")
+    graded(4, project_id=5, project_path="devops-2026/team", student="team")
     board = scoreboard(store)
-    assert [(e["student"], e["latest_score"]) for e in board["entries"]] == [("a", 4.0), ("b", 3.0)]
+    assert [(e["student"], e["latest_score"], e["best_score"], e["attempts"]) for e in board["entries"]] == [
+        ("team", 4.0, 4.0, 2)]
+
+
+def test_roster_columns_come_from_the_roster_and_are_null_when_unlisted(store, course, tmp_path):
+    from grader.intake import Roster
+    path = tmp_path / "roster.csv"
+    path.write_text("project,student,name,email,student_id\n"
+                    "devops-2026/ivanov-docker,ivanov,Иванов Иван,ivanov@example.edu,2026-0042\n", encoding="utf-8")
+    board = scoreboard(store, roster=Roster.load(path))
+    ivanov, petrov = by_student(board)["ivanov"], by_student(board)["petrov"]
+    assert (ivanov["name"], ivanov["email"], ivanov["student_id"]) == ("Иванов Иван", "ivanov@example.edu", "2026-0042")
+    assert (petrov["name"], petrov["email"], petrov["student_id"]) == (None, None, None)

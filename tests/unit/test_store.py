@@ -575,3 +575,13 @@ def test_a_running_submission_goes_back_to_queued_for_a_retry(store, push):
     assert store.requeue_running(sub.id)
     assert store.get(sub.id).state == "queued"
     assert not store.requeue_running(sub.id)  # only from running
+
+
+def test_a_late_push_never_supersedes_an_on_time_one_still_queued(store, push):
+    on_time = push(late=False)
+    late_one = push(late=True)
+    assert store.supersede_older(1, late_one.id) == []  # the on-time push is still graded
+    later = push(late=True)
+    assert store.supersede_older(1, later.id) == [late_one.id]  # late ones supersede each other
+    newest_on_time = push(late=False)  # control: an on-time push supersedes the older on-time one
+    assert store.supersede_older(1, newest_on_time.id) == [on_time.id, later.id]

@@ -54,8 +54,16 @@ def test_a_push_is_recorded_enqueued_and_answered_202(hook):
     assert r.status_code == 202
     sub = store.get(r.json()["submission_id"])
     assert (sub.project_id, sub.project_path, sub.student, sub.sha, sub.state) == (
-        17, "devops-2026/ivanov-docker", "ivanov", SHA, "queued")
+        17, "devops-2026/ivanov-docker", "ivanov-docker", SHA, "queued")
     assert enqueued == [sub.id]
+
+
+def test_the_student_is_the_projects_whoever_pushed(hook):
+    url, store, _, payload = hook
+    first = post(url, payload).json()["submission_id"]
+    ta = dict(payload, user_username="ta-petrova", checkout_sha="b" * 40, after="b" * 40)
+    second = post(url, ta).json()["submission_id"]
+    assert store.get(first).student == store.get(second).student == "ivanov-docker"
 
 
 def test_wrong_or_missing_token_is_401_and_records_nothing(hook):
@@ -72,9 +80,80 @@ def test_malformed_body_is_400_with_a_json_error(hook):
     broken = {k: v for k, v in payload.items() if k != "checkout_sha"} | {"after": SHA, "checkout_sha": "xyz"}
     r = post(url, broken)
     assert r.status_code == 400 and "checkout_sha" in r.json()["error"]
-    no_user = dict(payload, user_username=None)
-    assert "user_username" in post(url, no_user).json()["error"]
+    no_sha = dict(payload, checkout_sha=None)  # not a deletion (after is a commit): a broken event
+    r = post(url, no_sha)
+    assert r.status_code == 400 and "checkout_sha" in r.json()["error"]
     assert enqueued == []
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"object_kind": "push", "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize("change, word", [
+    ({"project_id": True}, "project_id"),
+    ({"project_id": 2**31}, "project_id"),
+    ({"project_id": "17"}, "project_id"),
+    ({"project_id": -1}, "project_id"),
+    ({"ref": "refs/tags/v1"}, "not a branch"),
+    ({"ref": "x" * 300}, "ref"),
+    ({"ref": None}, "ref"),
+    ({"project": {"id": 17, "path_with_namespace": "devops-2026/../other-course/x"}}, "plain group/project path"),
+    ({"project": {"id": 17, "path_with_namespace": "a/" + "b" * 600}}, "path_with_namespace"),
+    ({"project": "devops-2026/ivanov-docker"}, "project"),
+    ({"project": None}, "project"),
+])
+def test_bad_payload_fields_are_a_json_400_and_record_nothing(hook, change, word):
+    url, store, enqueued, payload = hook
+    r = post(url, dict(payload) | change)
+    assert r.status_code == 400 and word in r.json()["error"], r.text
+    assert enqueued == [] and store.status_counts().get("queued", 0) == 0
+
+
+@pytest.mark.parametrize("body", [_nested(100_000), b'{"object_kind": "push", "ref": "refs/heads/ma\\u0000in"}',
+                                  b'{"object_kind": "push", "ref": "refs/heads/ma\x00in"}', b"[1, 2]", b"\xff\xfe"])
+def test_hostile_bodies_are_a_json_400_never_a_500(hook, body):
+    url, _, enqueued, payload = hook
+    r = post(url, payload, body=body)
+    assert r.status_code == 400 and r.json()["error"], r.text
+    assert enqueued == []
+
+
+def test_a_broker_that_cannot_take_the_job_means_503_and_nothing_recorded(tmp_path):
+    [payload] = payloads("devops-2026/ivanov-docker")
+    store = Store(f"sqlite:///{tmp_path / 'grader.db'}")
+    taken: list[int] = []
+
+    def refuse(_id: int) -> None:
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    with serve(create_app(Settings(webhook_secret=SECRET), store, refuse)) as base:
+        r = post(base + "/webhooks/gitlab", payload, uuid="33333333-3333-3333-3333-333333333333")
+    assert r.status_code == 503 and "try again" in r.json()["error"]
+    assert store.status_counts().get("queued", 0) == 0  # forgotten: GitLab's retry is not a "duplicate"
+    with serve(create_app(Settings(webhook_secret=SECRET), store, taken.append)) as base:  # the broker is back
+        again = post(base + "/webhooks/gitlab", payload, uuid="33333333-3333-3333-3333-333333333333")
+    assert again.status_code == 202 and again.json()["duplicate"] is False and len(taken) == 1
+
+
+def test_readyz_says_whether_the_broker_and_database_answer(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'grader.db'}")
+    down = {"broker": True}
+
+    def ready() -> None:
+        if down["broker"]:
+            raise ConnectionError("broker down")
+
+    [payload] = payloads("devops-2026/ivanov-docker")
+    with serve(create_app(Settings(webhook_secret=SECRET), store, lambda _id: None, ready=ready)) as base:
+        not_ready = requests.get(base + "/readyz", timeout=5)
+        refused = post(base + "/webhooks/gitlab", payload)
+        live = requests.get(base + "/healthz", timeout=5)
+        down["broker"] = False
+        ready_now = requests.get(base + "/readyz", timeout=5)
+    assert (not_ready.status_code, live.status_code, ready_now.status_code) == (503, 200, 200)
+    assert "broker" in not_ready.json()["problems"][0]
+    assert refused.status_code == 503 and store.status_counts().get("queued", 0) == 0
 
 
 def test_body_over_the_limit_is_413(hook):

@@ -1,0 +1,112 @@
+"""Intake: a push becomes a submission, the same way whichever door it came in by (the webhook,
+`grader grade`, `grade-group`), with one rule for who the student is and one for lateness.
+
+Who the student is never depends on who pushed: a TA's fix pushed to ivanov's project is still
+ivanov's submission. The rule is a setting (`GRADER_STUDENT_RULE`):
+- `project` (default): the project's own name, the last segment of its path (`ivanov-docker`);
+- `namespace`: the namespace it lives in, for personal forks or one subgroup per student
+  (`ivanov/docker-hw`, `devops-2026/ivanov/hw` → `ivanov`);
+- `roster`: the roster file (`GRADER_ROSTER_FILE`, CSV with the columns project, student, name,
+  email, student_id) maps each project path to a student; a project missing from it falls back
+  to `project` and is listed by `grader status` — never dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from grader.config import Settings
+from grader.errors import ConfigError
+from grader.store import Store, Submission
+
+RULES = ("project", "namespace", "roster")
+ROSTER_COLUMNS = ("project", "student", "name", "email", "student_id")
+
+
+@dataclass(frozen=True)
+class Student:
+    id: str  # stable: the scoreboard's key and an LMS's join column
+    name: str | None = None
+    email: str | None = None
+    student_id: str | None = None
+    in_roster: bool = False
+
+
+class Roster:
+    """Projects → students, from a CSV file an instructor keeps (exported from the LMS)."""
+
+    def __init__(self, by_project: dict[str, Student]) -> None:
+        self.by_project = by_project
+
+    @classmethod
+    def load(cls, path: Path) -> Roster:
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as f:
+                reader = csv.DictReader(f)
+                missing = [c for c in ("project", "student") if c not in (reader.fieldnames or [])]
+                if missing:
+                    raise ConfigError(f"roster {path}: missing column(s) {', '.join(missing)}; "
+                                      f"expected {', '.join(ROSTER_COLUMNS)}")
+                rows = list(reader)
+        except OSError as exc:
+            raise ConfigError(f"roster {path} cannot be read: {exc.strerror}") from exc
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise ConfigError(f"roster {path} is not a UTF-8 CSV file: {exc}") from exc
+        by_project: dict[str, Student] = {}
+        for number, row in enumerate(rows, start=2):
+            project, student = _norm_path(row.get("project") or ""), (row.get("student") or "").strip()
+            if not project or not student:
+                raise ConfigError(f"roster {path}, line {number}: project and student must not be empty")
+            if project in by_project:
+                raise ConfigError(f"roster {path}, line {number}: project {project} is listed twice")
+            by_project[project] = Student(student, _blank(row.get("name")), _blank(row.get("email")),
+                                          _blank(row.get("student_id")), in_roster=True)
+        return cls(by_project)
+
+
+def _blank(value: str | None) -> str | None:
+    return value.strip() or None if value is not None else None
+
+
+def _norm_path(path: str) -> str:
+    return path.strip().strip("/").lower()
+
+
+def student_of(project_path: str, rule: str, roster: Roster | None) -> Student:
+    """The student a project belongs to, by the configured rule."""
+    parts = [p for p in project_path.split("/") if p]
+    if rule == "roster" and roster is not None:
+        found = roster.by_project.get(_norm_path(project_path))
+        if found is not None:
+            return found
+    if rule == "namespace" and len(parts) >= 2:
+        return Student(parts[-2])
+    return Student(parts[-1] if parts else project_path)
+
+
+class Intake:
+    """Records pushes as submissions; nothing here waits on Docker or GitLab."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        if settings.student_rule not in RULES:
+            raise ConfigError(f"GRADER_STUDENT_RULE={settings.student_rule!r}: use one of {', '.join(RULES)}")
+        if settings.student_rule == "roster" and settings.roster_file is None:
+            raise ConfigError("GRADER_STUDENT_RULE=roster needs GRADER_ROSTER_FILE (CSV: project,student,...)")
+        self.settings = settings
+        self.store = store
+        self.roster = Roster.load(settings.roster_file) if settings.roster_file is not None else None
+
+    def student(self, project_path: str) -> Student:
+        return student_of(project_path, self.settings.student_rule, self.roster)
+
+    def record(self, *, project_id: int, project_path: str, sha: str, ref: str, event_uuid: str | None = None,
+               received_at: datetime | None = None) -> tuple[Submission, bool]:
+        """The submission for this push (created, or the one it repeats): (submission, created)."""
+        received = received_at or datetime.now(UTC)
+        late = self.settings.deadline is not None and received > self.settings.deadline
+        return self.store.record_push(project_id=project_id, project_path=project_path,
+                                      student=self.student(project_path).id, sha=sha, ref=ref,
+                                      event_uuid=event_uuid, received_at=received, late=late)
