@@ -53,7 +53,7 @@ def built(v, a) -> Outcome:
         return failed("too_big", (Evidence("command", "docker history IMAGE  # which layer is big"),),
                       size_mib=round(size / 2**20), limit_mib=round(b.oversize_limit / 2**20))
     evidence = [Evidence("log", failed_step(b.log_tail))] if b.log_tail else []
-    hint = build_hint(b.log_tail, b.timed_out, v.parsed, a)
+    hint = build_hint(b.log_tail, b.timed_out, v.parsed, a, v.context.excluded if v.context else None)
     if hint and hint.line:
         evidence.insert(0, Evidence("dockerfile", _line_text(v, hint.line), hint.line))
     evidence.append(Evidence("command", reproduce(v)))

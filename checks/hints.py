@@ -38,15 +38,35 @@ class Hint:
     name: str = ""
 
 
-def build_hint(log_tail: str, timed_out: bool, parsed: ParsedDockerfile | None, a: Assignment) -> Hint | None:
+# BuildKit's words for a COPY/ADD source that is not in the context it received.
+_NOT_IN_CONTEXT = re.compile(r'failed to compute cache key: "/?([^"]+)" not found|"/?([^"]+)": not found')
+
+
+def build_hint(log_tail: str, timed_out: bool, parsed: ParsedDockerfile | None, a: Assignment,
+               excluded: list[str] | None = None) -> Hint | None:
+    """`excluded`: the context's files .dockerignore keeps out (a COPY of one fails "not found")."""
     if timed_out:
         return server_in_run(parsed, a)
+    missing = _NOT_IN_CONTEXT.search(log_tail)
+    if missing:
+        name = missing.group(1) or missing.group(2)
+        kept_out = any(e == name or e.startswith(name.rstrip("/") + "/") for e in excluded or [])
+        return Hint("dockerignore_excludes" if kept_out else "not_in_context", _copy_line(parsed, name), name)
     for pattern, key in LOG_HINTS:
         if re.search(pattern, log_tail):
             if key == "empty_variable":
                 return variable_across_runs(parsed) or Hint("no_requirement")
             return Hint(key)
     return variable_across_runs(parsed)
+
+
+def _copy_line(parsed: ParsedDockerfile | None, name: str) -> int | None:
+    """The line of the COPY/ADD that names `name` as a source."""
+    for stage in parsed.stages if parsed else ():
+        for ins in stage.of("COPY", "ADD"):
+            if not ins.flag("from") and any(src.strip("./").rstrip("/") == name.rstrip("/") for src in ins.args[:-1]):
+                return ins.line
+    return None
 
 
 def server_in_run(parsed: ParsedDockerfile | None, a: Assignment) -> Hint | None:

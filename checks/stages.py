@@ -71,6 +71,13 @@ def _role(p: ParsedDockerfile, stage: Stage) -> Role:
     return role
 
 
+def _several_working(p: ParsedDockerfile) -> bool:
+    """Whether there is a build stage apart from the final one to judge at all. An alias plus one
+    stage doing everything is one working stage: multi_stage fails it, once; the checks of what
+    the final stage takes from a build stage have nothing to look at (skipped, not failed)."""
+    return sum(1 for r in roles(p) if r.working) >= 2
+
+
 def _needs_parse(check):
     """Structure checks are skipped, not failed, when there is nothing parsed to look at."""
 
@@ -179,7 +186,7 @@ def multi_stage(v, p: ParsedDockerfile, a) -> Outcome:
 @_needs_parse
 def final_stage_isolated(v, p: ParsedDockerfile, a) -> Outcome:
     final = p.final
-    if len(p.needed()) < 2:
+    if not _several_working(p):
         return skipped("one_stage")
     ancestors = final.lineage()[1:]
     tainted = next((r for r in (_role(p, s) for s in ancestors) if r.tainted), None)
@@ -248,7 +255,7 @@ def _is_dist(path: str) -> bool:
                         "too_much", "too_much_found", "from_image"))
 @_needs_parse
 def copies_only_dist(v, p: ParsedDockerfile, a) -> Outcome:
-    if len(p.needed()) < 2:
+    if not _several_working(p):
         return skipped("one_stage")
     shipped = _shipped(p)
     taken: list[Instruction] = []
@@ -315,7 +322,7 @@ def _judge_by_contents(v, a, undecided: list[tuple[Instruction, str]]) -> Outcom
                reasons=("from_index", "no_install", "not_parsed", "ok", "one_stage"))
 @_needs_parse
 def offline_install(v, p: ParsedDockerfile, a) -> Outcome:
-    if len(p.needed()) < 2:
+    if not _several_working(p):
         return skipped("one_stage")
     shipped = _shipped(p)
     installs = [i for s in shipped for i in s.of("RUN") if re.search(INSTALLS, i.command)]
@@ -332,7 +339,7 @@ def offline_install(v, p: ParsedDockerfile, a) -> Outcome:
                reasons=("leftovers", "not_run", "ok", "one_stage", "unknown"))
 def final_image_clean(v, a) -> Outcome:
     """What the final image really holds: no Poetry, no project sources or build files."""
-    if v.parsed is not None and len(v.parsed.needed()) < 2:
+    if v.parsed is not None and not _several_working(v.parsed):
         return skipped("one_stage")
     c = v.contents
     if c is None:

@@ -159,14 +159,14 @@ def user_created(v, a) -> Outcome:
     who = resolved.split(":", 1)[0]
     named = any(who in (c.name, c.uid) for c in created)
     # a bare uid matches a created user whose uid the file leaves to adduser; root is another check's
-    if is_root_user(who) or named or (who.isdigit() and any(c.uid is None for c in created)):
+    if not who or is_root_user(who) or named or (who.isdigit() and any(c.uid is None for c in created)):
         return passed("ok", evidence, user=created[-1].name, line=created[-1].line)
     return failed("other_user", evidence + _user_evidence(v.parsed, ins, stage, resolved), created=created[-1].name,
                   user=resolved, line=ins.line, created_line=created[-1].line)
 
 
 @variant_check("final_user_nonroot", reads=("parsed", "image"),
-               reasons=("image_root", "no_user", "not_parsed", "ok", "root"))
+               reasons=("empty", "image_root", "no_user", "not_parsed", "ok", "root"))
 def final_user_nonroot(v, a) -> Outcome:
     if v.parsed is None:
         return skipped("not_parsed")
@@ -175,7 +175,9 @@ def final_user_nonroot(v, a) -> Outcome:
         return failed("no_user", (Evidence.at(v.parsed.final.from_ins),) if v.parsed.final.from_ins else ())
     ins, stage, resolved = final
     evidence = _user_evidence(v.parsed, ins, stage, resolved)
-    if is_root_user(resolved or "root"):
+    if not resolved.split(":", 1)[0]:
+        return failed("empty", evidence, written=ins.args[0] if ins.args else "", line=ins.line)
+    if is_root_user(resolved):
         return failed("root", evidence, user=resolved or "root", line=ins.line)
     if v.image is not None and is_root_user(v.image.user or "root"):
         return failed("image_root", evidence, user=v.image.user or "root")

@@ -451,7 +451,25 @@ def context_facts(context: Path, dockerfile: Path) -> ContextFacts:
             size += path.stat().st_size
             if count > CONTEXT_FILE_LIMIT or size > CONTEXT_BYTES_LIMIT:
                 break
-    return ContextFacts(ignore.is_file(), count, size, sorted(top & UNWANTED_IN_CONTEXT))
+    return ContextFacts(ignore.is_file(), count, size, sorted(top & UNWANTED_IN_CONTEXT),
+                        _excluded(context, matcher) if patterns else [])
+
+
+def _excluded(context: Path, matcher: docker.utils.build.PatternMatcher, limit: int = 300) -> list[str]:
+    """Files of the context that .dockerignore keeps out: a COPY of one fails with "not found",
+    and the build hint says why. Bounded: the first `limit` found, at most CONTEXT_FILE_LIMIT looked at."""
+    found: list[str] = []
+    seen = 0
+    for root, dirs, files in os.walk(context):
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        for name in sorted(files):
+            seen += 1
+            rel = (Path(root) / name).relative_to(context).as_posix()
+            if matcher.matches(rel):
+                found.append(rel)
+            if len(found) >= limit or seen > CONTEXT_FILE_LIMIT:
+                return found
+    return found
 
 
 def _created(attrs: dict) -> float:
@@ -505,5 +523,12 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """One line of what went wrong: for the engine's API errors its own explanation ("unable to
+    find user app: no matching entries in passwd file"), not the SDK's URL of the call."""
+    explanation = getattr(exc, "explanation", None)
+    if isinstance(exc, docker.errors.APIError) and explanation:
+        text = str(explanation.decode(errors="replace") if isinstance(explanation, bytes) else explanation)
+    else:
+        text = str(exc)
+    text = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return text[:300]

@@ -68,6 +68,7 @@ class ContextFacts:
     file_count: int
     size_bytes: int
     unwanted: list[str] = field(default_factory=list)  # e.g. .git, .venv, dist sent anyway
+    excluded: list[str] = field(default_factory=list)  # files .dockerignore keeps out (the first few hundred)
 
 
 @dataclass

@@ -78,10 +78,24 @@ def test_docker_io_prefix_is_the_same_base_image():
 
 
 def test_copying_sources_from_the_context_into_the_final_stage_fails():
-    parsed = parse_text("FROM python:3.11.6-slim-bookworm AS build\nFROM python:3.11.6-slim-bookworm\n"
+    parsed = parse_text("FROM python:3.11.6-slim-bookworm AS build\nRUN pip wheel -w /app/dist x\n"
+                        "FROM python:3.11.6-slim-bookworm\n"
                         "COPY --from=build /app/dist /app/dist\nCOPY src /app/src\n", "x")
     outcome = run("copies_only_dist", passing_variant("multistage", A, parsed=parsed))
-    assert (outcome.status, outcome.reason, outcome.params["line"]) == ("fail", "from_context", 4)
+    assert (outcome.status, outcome.reason, outcome.params["line"]) == ("fail", "from_context", 5)
+
+
+def test_an_alias_and_one_working_stage_fails_multi_stage_once_not_four_times():
+    parsed = parse_file(BROKEN / "second_stage_commented" / "Dockerfile.multistage", "x")
+    aliased = parse_text("FROM python:3.11.6-slim-bookworm AS base\n"
+                         + "\n".join(parsed.lines).replace("FROM python:3.11.6-slim-bookworm AS build",
+                                                            "FROM base AS build"), "x")
+    facts = passing_variant("multistage", A, parsed=aliased)
+    outcomes = {c: run(c, facts) for c in ("multi_stage", "final_stage_isolated", "copies_only_dist",
+                                           "offline_install", "final_image_clean")}
+    assert outcomes["multi_stage"].status == "fail"
+    assert {c: o.status for c, o in outcomes.items() if c != "multi_stage"} == dict.fromkeys(
+        ("final_stage_isolated", "copies_only_dist", "offline_install", "final_image_clean"), "skip")
 
 
 def test_process_running_as_root_fails_nonroot_even_with_a_user_in_the_file():
@@ -392,3 +406,11 @@ def test_user_held_in_an_arg_is_resolved_in_the_message_and_evidence():
     outcome = run("final_user_nonroot", passing_variant("nonroot", A, parsed=parse_text(text, "x")))
     assert (outcome.reason, outcome.params["user"]) == ("root", "root")
     assert [e.line for e in outcome.evidence][:2] == [3, 2]
+
+
+def test_a_copy_source_kept_out_by_dockerignore_is_named_with_the_fix():
+    log = '#9 ERROR: failed to compute cache key: "/README.md" not found: not found'
+    parsed = parse_file(BROKEN.parent / "reference" / "counter-backend" / "Dockerfile.single", "x")
+    hint = build_hint(log, False, parsed, A, ["README.md", "docs/x.md"])
+    assert (hint.key, hint.name, hint.line) == ("dockerignore_excludes", "README.md", 7)
+    assert build_hint(log, False, parsed, A, ["docs/x.md"]).key == "not_in_context"  # control: not ignored

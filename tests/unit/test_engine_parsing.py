@@ -49,3 +49,16 @@ def test_dockerignore_keeps_them_out_but_the_dockerfile_is_always_sent(tmp_path)
     facts = context_facts(root, root / "Dockerfile.single")
     assert facts.dockerignore and facts.unwanted == []
     assert facts.file_count == 3  # src/app.py, .dockerignore, Dockerfile.single
+
+
+def test_engine_errors_say_the_engines_explanation_not_the_sdks_url():
+    import docker.errors
+    import requests
+
+    from grader.engine import _short
+    response = requests.Response()
+    response.status_code = 500
+    error = docker.errors.APIError("500 Server Error for http+docker://localhost/v1.41/containers/x/start",
+                                   response=response, explanation="unable to find user app: no matching entries")
+    assert _short(error) == "unable to find user app: no matching entries"
+    assert _short(ValueError("plain\nsecond line")) == "plain"  # control: other errors keep their text
