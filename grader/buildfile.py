@@ -4,12 +4,14 @@ The engine builds a copy written into the job's log directory (`-f COPY`, the or
 never the student's file itself, so that what this engine cannot or must not see is taken out
 first, line numbers unchanged (every message and log line still points at the student's file):
 
-- a `# syntax=` directive (one the policy gate allowed) becomes an empty line: the engine's
-  built-in frontend builds the file, and no frontend image is pulled on the student's behalf;
+- a `# syntax=` directive (one the policy gate allowed) is taken out: the engine's built-in
+  frontend builds the file, and no frontend image is pulled on the student's behalf;
 - `RUN <<EOF` heredocs, which BuildKit's parser (PyPI `dockerfile`) understands but the built-in
   frontend of engine 20.10 does not ("unknown instruction"), are rewritten in their simple, common
   form into the exec-form RUN BuildKit itself would run (`[*SHELL, script]`), padded with empty
-  lines. Other heredoc shapes are left as written; the build then fails with a hint saying why.
+  lines. Other heredoc shapes are left as written; the build then fails with a hint saying why;
+- cache mounts (`RUN --mount=type=cache`) get an id of the grading's own, so no other grading's
+  build shares their contents.
 
 CRLF line ends and a UTF-8 BOM are kept as they are: both parse and build on this engine.
 """
@@ -25,7 +27,7 @@ import dockerfile as buildkit_parser
 from grader.errors import GraderError
 from grader.facts import BuildfileChange
 
-DEFAULT_SHELL = ("/bin/sh", "-c")
+DEFAULT_SHELL: tuple[str, ...] = ("/bin/sh", "-c")
 # BuildKit reads parser directives only from the comment lines before the first instruction; its
 # own pattern is `^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$`. Leading blanks are accepted here too:
 # a wider net only means a harmless comment line is also treated as a directive.
@@ -155,7 +157,9 @@ def _shells(commands: tuple[buildkit_parser.Command, ...]) -> dict[int, tuple[st
     earlier stage inherits it; one built from an image starts with the default (the course's
     base image sets none)."""
     by_stage: dict[str, tuple[str, ...]] = {}
-    current, name, shells = DEFAULT_SHELL, None, {}
+    shells: dict[int, tuple[str, ...]] = {}
+    current: tuple[str, ...] = DEFAULT_SHELL
+    name: str | None = None
     for c in commands:
         cmd = c.cmd.upper()
         if cmd == "FROM":

@@ -405,5 +405,49 @@ def _ceiling(parent: str | None, root: Path = Path("/sys/fs/cgroup")) -> str:
     return f"memory ceiling {memory / 2**30:.1f} GiB, pids {pids}"
 
 
+# -- similarity between students' Dockerfiles (issue 17) ---------------------------------------------
+class SimilarityFormat(StrEnum):
+    text = "text"
+    json = "json"
+    csv = "csv"
+
+
+@app.command(epilog="Exit codes: 0 compared (whatever the scores), 1 no Dockerfile could be read in any "
+                    "directory, 2 bad options or assignment file.")
+def similarity(
+    dirs: Annotated[list[Path], typer.Argument(help="Students' repositories: local directories or git checkouts.")],
+    fmt: Annotated[SimilarityFormat, typer.Option("--format", help="Report format.")] = SimilarityFormat.text,
+    top: Annotated[int | None, typer.Option(
+        help="Show this many pairs. Default: 20 in text, every scored pair in json and csv.")] = None,
+    base: Annotated[list[Path] | None, typer.Option(
+        help="Another course file never counted as evidence (a Dockerfile, or a directory of them); "
+             "repeatable. The assignment's [similarity] base files always are.")] = None,
+    assignment: Annotated[Path | None, typer.Option(
+        help="Assignment file with the [similarity] table. Default: checks/assignments/counter_backend.toml.")] = None,
+) -> None:
+    """Compare students' Dockerfiles pairwise, the course's skeleton discounted: top pairs, scores,
+    matching lines side by side, and who pushed first. A high score is a reason to look, not a verdict."""
+    from grader.similarity import compare, load_config
+    from grader.similarity.local import records_from_dirs
+    from grader.similarity.render import to_csv, to_json, to_text
+
+    try:
+        rubric = assignment_mod.load(assignment or get_settings().assignment_file)
+        config = load_config(rubric, base or ())
+    except ConfigError as exc:
+        _fail(exc, exc.exit_code)
+    records, problems = records_from_dirs(dirs, rubric)
+    if not records:
+        _fail("no Dockerfile could be read: " + "; ".join(problems), SubmissionError.exit_code)
+    pairs, index = compare(records, config)
+    problems += [f"{record.id}: {reason}" for record, reason in index.skipped]
+    if fmt == SimilarityFormat.text:
+        sys.stdout.write(to_text(pairs, config.threshold, 20 if top is None else top, problems))
+    else:
+        shown = pairs if top is None else pairs[:top]
+        sys.stdout.write(to_json(shown, config.threshold, problems) if fmt == SimilarityFormat.json
+                         else to_csv(shown))
+
+
 if __name__ == "__main__":
     app()

@@ -16,8 +16,9 @@ from grader.errors import ConfigError, GraderError, SubmissionError
 from grader.gitlab import GitLab, GitLabUnavailable
 from grader.intake import Intake
 from grader.messages import refusal
-from grader.sources import Workspace, extract_archive
+from grader.sources import extract_archive
 from grader.store import PendingPost, Store, Submission
+from grader.workspace import Workspace
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(minutes=30)

@@ -16,14 +16,13 @@ from grader.assignment import Assignment
 from grader.errors import ConfigError, SubmissionError
 from grader.similarity.normalise import normalise
 
-KEYS = {"threshold", "min_evidence", "common", "skeleton", "base_files", "lecture"}
+KEYS = {"threshold", "min_evidence", "skeleton", "base_files", "lecture"}
 
 
 @dataclass(frozen=True)
 class Config:
     threshold: float = 0.5  # a pair scoring at least this is flagged
-    min_evidence: int = 12  # shingles; a smaller union is scored as if it were this large
-    common: int = 10  # a shingle in more files than this (per variant) is everyone's (MOSS's -m); 0: off
+    min_evidence: int = 12  # shingles; two files with less evidence than this are scored as if they had it
     skeleton: tuple[re.Pattern[str], ...] = ()  # units matching one of these are prescribed, never evidence
     base: tuple[tuple[str, str], ...] = ()  # (name, Dockerfile text): the course's own files (MOSS's -b)
 
@@ -65,7 +64,6 @@ def _config(table: dict, assignment: Assignment, extra_base: list[Path]) -> Conf
     return Config(
         threshold=threshold,
         min_evidence=int(table.get("min_evidence", default.min_evidence)),
-        common=int(table.get("common", default.common)),
         skeleton=tuple(re.compile(str(p)) for p in table.get("skeleton", [])),
         base=tuple(base),
     )

@@ -24,6 +24,7 @@ compares all pairs instead, for tests).
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -90,6 +91,15 @@ class _Doc:
         self.shingles = frozenset().union(*self.evidence)
 
 
+@dataclass(frozen=True)
+class _Weights:
+    of: dict[str, float]
+    two_files: float  # the weight of a shingle only the two files of a pair hold
+
+    def total(self, shingles: frozenset[str]) -> float:
+        return sum(self.of.get(s, 1.0) for s in shingles)
+
+
 class Index:
     """Fingerprints of every submission added so far, and the pairs worth scoring."""
 
@@ -120,7 +130,9 @@ class Index:
             docs[record.variant] = doc
             self._df.setdefault(record.variant, Counter()).update(doc.shingles)
             if doc.shingles:
-                lsh = self._lsh.setdefault(record.variant, MinHashLSH(self.config.threshold / 2, NUM_PERM))
+                if record.variant not in self._lsh:  # built once per variant: its parameter search takes ~30 ms
+                    self._lsh[record.variant] = MinHashLSH(self.config.threshold / 2, NUM_PERM)
+                lsh = self._lsh[record.variant]
                 signature = _minhash(doc.shingles)
                 self._candidates.update(_key(sub_id, other) for other in lsh.query(signature))
                 lsh.insert(sub_id, signature)
@@ -129,8 +141,8 @@ class Index:
     def pairs(self, involving: str | None = None, exhaustive: bool = False) -> list[Pair]:
         """Scored pairs, highest score first: per variant, and `all` over the variants together."""
         keys = itertools.combinations(sorted(self._docs), 2) if exhaustive else self._candidates
-        common = {v: self._common(v) for v in self._df}
-        found = [p for a, b in keys if involving in (None, a, b) for p in self._score(a, b, common)]
+        weights = {v: self._weights(v) for v in self._df}
+        found = [p for a, b in keys if involving in (None, a, b) for p in self._score(a, b, weights)]
         return sorted(found, key=lambda p: (-p.score, p.a, p.b, p.variant != ALL, p.variant))
 
     def _doc(self, record: Record) -> _Doc | None:
@@ -142,7 +154,9 @@ class Index:
         return _Doc(record, norm, tuple(self._evidence(u) for u in norm.units))
 
     def _evidence(self, unit: Unit) -> frozenset[str]:
-        return frozenset() if self.config.prescribed(unit.text) else unit.shingles - self.base
+        if unit.abstract_only or self.config.prescribed(unit.text):
+            return frozenset()
+        return unit.shingles - self.base
 
     def _remove(self, sub_id: str) -> None:
         for variant, doc in self._docs.pop(sub_id, {}).items():
@@ -151,44 +165,40 @@ class Index:
                 self._lsh[variant].remove(sub_id)
         self._candidates = {k for k in self._candidates if sub_id not in k}
 
-    def _common(self, variant: str) -> frozenset[str]:
-        """Shingles in more files of this variant than `common`: everyone's idiom, not evidence."""
-        limit = self.config.common
-        return frozenset(s for s, n in self._df[variant].items() if n > limit) if limit > 0 else frozenset()
+    def _weights(self, variant: str) -> _Weights:
+        """A shingle's weight is its smoothed inverse document frequency among this variant's files:
+        a line written by two students weighs about ln(n/3)+1, one that half the course wrote about
+        1.7, one everyone wrote 1. Unlike a hard cut-off (MOSS's -m), a copy made of popular lines
+        still scores high, while two honest files sharing only popular lines score low."""
+        files = sum(1 for docs in self._docs.values() if variant in docs)
+        return _Weights({s: math.log((1 + files) / (1 + n)) + 1 for s, n in self._df[variant].items() if n > 0},
+                        math.log((1 + files) / 3) + 1)
 
-    def _score(self, a: str, b: str, common: dict[str, frozenset[str]]) -> list[Pair]:
-        pairs, shared_all, union_all = [], 0, 0
-        regions_all: list[Region] = []
-        times: dict[str, list[datetime]] = {a: [], b: []}
-        for variant in sorted(set(self._docs[a]) | set(self._docs[b])):
+    def _score(self, a: str, b: str, weights: dict[str, _Weights]) -> list[Pair]:
+        """Per variant: the weight of the shingles the two files share over the weight of all their
+        shingles (weighted Jaccard), the denominator at least `min_evidence` shingles found in these
+        two files only. Overall (`all`): the mean over the variants either submitted (one missing
+        counts 0), so a copy of one variant of three scores at most a third overall."""
+        pairs: list[Pair] = []
+        variants = sorted(set(self._docs[a]) | set(self._docs[b]))
+        for variant in variants:
             da, db = self._docs[a].get(variant), self._docs[b].get(variant)
-            sa = da.shingles - common[variant] if da else frozenset()
-            sb = db.shingles - common[variant] if db else frozenset()
-            shared = sa & sb
-            shared_all, union_all = shared_all + len(shared), union_all + len(sa | sb)
-            if not shared or da is None or db is None:
+            if da is None or db is None:
                 continue
-            regions = _regions(da, db, shared)
-            regions_all.extend(regions)
-            pairs.append(self._pair(a, b, variant, len(shared) / self._floor(len(sa | sb)), regions, da, db))
-            for doc in (da, db):
-                if doc.record.timestamp is not None:
-                    times[doc.record.id].append(doc.record.timestamp)
-        if shared_all:
-            score = shared_all / self._floor(union_all)
-            pairs.append(Pair(a, b, ALL, score, score >= self.config.threshold, tuple(regions_all),
-                              min(times[a], default=None), min(times[b], default=None)))
+            shared, w = da.shingles & db.shingles, weights[variant]
+            if shared:
+                floor = self.config.min_evidence * w.two_files
+                score = w.total(shared) / max(w.total(da.shingles | db.shingles), floor, 1e-9)
+                pairs.append(Pair(a, b, variant, min(score, 1.0), score >= self.config.threshold, _regions(da, db, shared),
+                                  da.record.timestamp, db.record.timestamp))
+        if pairs:
+            score = sum(p.score for p in pairs) / len(variants)
+            times_a = [t for p in pairs if (t := p.a_time) is not None]
+            times_b = [t for p in pairs if (t := p.b_time) is not None]
+            pairs.append(Pair(a, b, ALL, score, score >= self.config.threshold,
+                              tuple(r for p in pairs for r in p.regions), min(times_a, default=None),
+                              min(times_b, default=None)))
         return pairs
-
-    def _pair(self, a: str, b: str, variant: str, score: float, regions: tuple[Region, ...], da: _Doc,
-              db: _Doc) -> Pair:
-        return Pair(a, b, variant, score, score >= self.config.threshold, regions, da.record.timestamp,
-                    db.record.timestamp)
-
-    def _floor(self, union: int) -> int:
-        # Two files that are almost all skeleton share a few idioms and little else: a tiny union
-        # must not make that a high score.
-        return max(union, self.config.min_evidence, 1)
 
 
 def compare(records: Iterable[Record], config: Config, *, exhaustive: bool = False) -> tuple[list[Pair], Index]:

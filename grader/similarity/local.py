@@ -49,7 +49,8 @@ def file_time(repo: Path, rel: str) -> datetime:
     committed = _commit_time(repo, rel)
     if committed is not None:
         return committed
-    return datetime.fromtimestamp((repo / rel).stat().st_mtime, UTC)
+    # whole seconds, as commit times are: files written in the same second are not "first" and "second"
+    return datetime.fromtimestamp(int((repo / rel).stat().st_mtime), UTC)
 
 
 def _commit_time(repo: Path, rel: str) -> datetime | None:

@@ -5,9 +5,9 @@ The file is parsed by BuildKit's parser (grader/dockerfile.py), as for grading, 
 lines and line continuations are gone before anything is compared. Each instruction becomes one or
 more *units*: each sub-command of a RUN (`a && b; c`, each line of a heredoc) and each of its
 flags, each pair of an ENV/ARG/LABEL, any other instruction whole. Inside a unit the words are
-split as the shell splits them (quoting and spacing vanish), then abstracted: names declared by
-ARG/ENV become `$V`, stage names `S<index>`, absolute paths `/P`, the users and groups the file
-creates `U`. A unit's shingles are its word 3-grams, never spanning two units, so moving
+split as the shell splits them (quoting and spacing vanish), then abstracted: ARG names, and the
+ENV names the file itself reads, become `$V`; stage names `S<index>`, absolute paths `/P`, the users
+and groups the file creates `U`. A unit's shingles are its word 3-grams, never spanning two units, so moving
 independent instructions around changes no shingle.
 """
 
@@ -35,12 +35,22 @@ _ABSOLUTE_PATH = re.compile(r"(^|[=,:])/[^\s,:=]*")
 _STAGE_REF = re.compile(r"(\bfrom=)([\w.-]+)", re.IGNORECASE)
 
 
+_PLACEHOLDERS = re.compile(r"\$V|/P|(?<![\w.-])(U|S\d+)(?![\w.-])")
+
+
 @dataclass(frozen=True)
 class Unit:
     text: str  # the normalised words, e.g. "RUN apt-get install -y --no-install-recommends curl"
     line: int  # physical lines of the file the unit was written on
     end_line: int
     shingles: frozenset[str]
+
+    @property
+    def abstract_only(self) -> bool:
+        """Nothing but abstracted names after the instruction (`ENV $V=/P`, `WORKDIR /P`, `ARG $V`):
+        a shape every file has, not something anyone wrote."""
+        rest = self.text.partition(" ")[2]
+        return not _PLACEHOLDERS.sub("", rest).strip(' =:"/')
 
 
 @dataclass(frozen=True)
@@ -104,11 +114,14 @@ def _unit(words_: list[str], line: int, end_line: int) -> Unit:
 
 def _names(parsed: ParsedDockerfile) -> _Names:
     variables: set[str] = set()
-    for ins in parsed.preamble + [i for s in parsed.stages for i in s.instructions]:
-        if ins.cmd == "ARG":
+    everything = parsed.preamble + [i for s in parsed.stages for i in s.instructions]
+    referenced = {m.group(1) or m.group(2) for ins in everything for text in (ins.original, *ins.heredocs)
+                  for m in _VARIABLE.finditer(text)}
+    for ins in everything:
+        if ins.cmd == "ARG":  # a build argument exists for the file alone: free to rename
             variables.update(a.partition("=")[0] for a in ins.args)
-        elif ins.cmd == "ENV":
-            variables.update(ins.args[0::2])
+        elif ins.cmd == "ENV":  # only when the file reads it: PYTHONUNBUFFERED or PORT mean something to a program
+            variables.update(n for n in ins.args[0::2] if n in referenced)
     stages = {str(s.index): f"S{s.index}" for s in parsed.stages}
     stages.update({s.name.lower(): f"S{s.index}" for s in parsed.stages if s.name})
     users = sorted(_created_users(parsed), key=len, reverse=True)

@@ -333,7 +333,9 @@ def test_one_gradings_cache_mount_is_not_another_gradings(settings, engine, tmp_
     docker_build(control_writer / "Dockerfile.single", engine)
     control = docker_build(control_reader / "Dockerfile.single", engine)
 
-    assert re.search(rf"^#\d+ [\d.]+ nothing-{marker}$", graded_log, re.M), graded_log[-2000:]
+    # Step output lines are "#N SECONDS TEXT" (stderr may share a line with stdout).
+    assert re.search(rf"^#\d+ [\d.]+ .*nothing-{marker}$", graded_log, re.M), graded_log[-2000:]
+    assert not re.search(rf"^#\d+ [\d.]+ {marker}$", graded_log, re.M)
     assert re.search(rf"^#\d+ [\d.]+ {marker}-control$", control.log, re.M), control.log[-2000:]
 
 
