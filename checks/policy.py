@@ -3,15 +3,16 @@ business with (grader/policy.py decides before the build; this reports its findi
 
 from __future__ import annotations
 
-from checks import Evidence, failed, passed, skipped, variant_check
+from checks import Evidence, Outcome, failed, passed, skipped, variant_check
 from grader.policy import RULES
 
 CHANGES = ("syntax_removed", "heredoc_rewritten")  # how the copy that was built differs (grader/buildfile.py)
 
 
 @variant_check("build_policy", reads=("policy",),
-               reasons=(*RULES, "ok", "no_dockerfile", "not_parsed", "not_attempted"), item_reasons=(*RULES, *CHANGES))
-def build_policy(v, a):
+               reasons=(*RULES, "ok", "no_dockerfile", "not_parsed", "not_attempted", "base_refused"),
+               item_reasons=(*RULES, *CHANGES))
+def build_policy(v, a) -> Outcome:
     if v.dockerfile_path is None:
         return skipped("no_dockerfile")
     if v.parsed is None:
@@ -20,7 +21,19 @@ def build_policy(v, a):
         return skipped("not_attempted")
     if not v.policy.findings:
         return passed("ok", items=[{**c.params, "reason": c.kind, "line": c.line} for c in v.policy.changes])
-    first, *rest = v.policy.findings
+    findings = v.policy.findings
+    needed_from_lines = {s.line for s in v.parsed.needed()}
+    if all(f.rule == "external_base" and f.line in needed_from_lines for f in findings) \
+            and _judged_by_base_image(v, a):
+        # One mistake, one failure: base_image names the line and the expected image; this check
+        # only says why nothing was built.
+        return skipped("base_refused", line=findings[0].line)
+    first, *rest = findings
     evidence = tuple(Evidence("dockerfile", f.text, f.line) for f in v.policy.findings)
     return failed(first.rule, evidence, **{**first.params, "line": first.line},
                   items=[{**f.params, "reason": f.rule, "line": f.line} for f in rest])
+
+
+def _judged_by_base_image(v, a) -> bool:
+    rubric = next((r for r in a.variants if r.name == v.name), None)
+    return rubric is not None and "base_image" in rubric.required

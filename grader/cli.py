@@ -226,7 +226,11 @@ def grade(
     post: Annotated[bool, typer.Option("--post/--no-post", help="Post the status and report to the commit.")] = False,
     fmt: Annotated[Format, typer.Option("--format", help="Report format.")] = Format.text,
 ) -> None:
-    """Grade one GitLab project now, on this machine, and print the report (recorded in the database)."""
+    """Grade one GitLab project now, on this machine, and print the report.
+
+    Without --post nothing is written anywhere: not the database, not GitLab (a queued webhook job
+    for the same commit is left alone). With --post the grade is recorded and posted to the commit.
+    """
     from grader.tasks import service
 
     try:
@@ -234,18 +238,28 @@ def grade(
         ref = svc.gitlab.project(project)
         branch = ref.default_branch or "main"
         commit = svc.gitlab.commit_sha(ref.id, sha or branch)
-        sub_id, created = svc.record(ref, commit, branch)
-        if not created:
-            svc.store.requeue([sub_id])
-        typer.echo(f"· grading {ref.path_with_namespace} at {commit[:12]} (submission {sub_id})", err=True)
-        svc.grade(sub_id, post=post)
         if post:
-            svc.deliver_due()
+            sub_id, created = svc.record(ref, commit, branch)
+            if not created:
+                svc.store.requeue([sub_id])
+            typer.echo(f"· grading {ref.path_with_namespace} at {commit[:12]} (submission {sub_id})", err=True)
+            svc.grade(sub_id, post=True)
+            for _ in range(10):  # one post per submission and kind goes out per pass, in order
+                if not svc.deliver_due():
+                    break
+            stored = svc.store.get(sub_id)
+            report = stored.report if stored is not None else None
+        else:
+            typer.echo(f"· grading {ref.path_with_namespace} at {commit[:12]} (dry run: nothing recorded or posted)",
+                       err=True)
+            report = svc.grade_commit(ref.id, commit, f"grade-{ref.id}-{commit[:12]}")
     except GraderError as exc:
         _fail(exc, exc.exit_code)
     except SubmissionError as exc:
         _fail(exc, exc.exit_code)
-    report = svc.store.get(sub_id).report
+    if report is None:
+        _fail(GraderError("the submission was not graded (taken over by a worker, or superseded)"), 3)
+        return
     render = {Format.text: report_mod.render_text, Format.json: report_mod.render_json,
               Format.markdown: report_mod.render_markdown}[fmt]
     sys.stdout.write(render(report).rstrip("\n") + "\n" if report.get("variants") else f"{report.get('error')}\n")
@@ -310,7 +324,9 @@ def scoreboard(
 @app.command()
 def status() -> None:
     """Workers answering, queue length and the longest wait, submissions by state, and the latest
-    ungradable ones: what to look at on a deadline night."""
+    ungradable ones and undelivered posts: what to look at on a deadline night.
+
+    Exit code 1 when the broker does not answer or no worker does (nothing is being graded)."""
     from datetime import UTC, datetime
 
     import redis
@@ -329,8 +345,11 @@ def status() -> None:
         queued = redis.Redis.from_url(settings.broker_url, socket_timeout=3).llen("celery")
     except redis.RedisError as exc:
         queued = f"broker unreachable ({exc})"
+        healthy = False
     else:
-        typer.echo(_workers_line())
+        line = _workers_line()
+        typer.echo(line)
+        healthy = not line.startswith("workers: none")
     typer.echo(f"broker queue: {queued}")
     if oldest is not None:
         typer.echo(f"longest wait: {_minutes(datetime.now(UTC) - oldest)} (queued since {oldest:%Y-%m-%d %H:%M} UTC)")
@@ -339,18 +358,31 @@ def status() -> None:
         typer.echo(f"  ungradable #{sub.id} {sub.project_path}@{sub.sha[:8]}: {sub.error}")
     for post in abandoned:
         typer.echo(f"  not delivered ({post.kind} of submission #{post.submission_id}): {post.last_error}")
+    if not healthy:  # for monitoring and scripts: nothing is being graded right now
+        raise typer.Exit(1)
 
 
 @app.command()
 def regrade(
     project: Annotated[str | None, typer.Option(help="Only this project (path with namespace).")] = None,
     group: Annotated[str | None, typer.Option(help="Only projects under this group path.")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every graded submission.")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Every project.")] = False,
     stuck: Annotated[bool, typer.Option(
         "--stuck", help="Queue again what the database says is queued, or running longer than a job can "
                         "take (after Redis lost its data, or a restore). Harmless if they are still queued.")] = False,
+    all_pushes: Annotated[bool, typer.Option(
+        "--all-pushes", help="Every graded push, not only each project's latest (history, e.g. for on-time scores).")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Grade the selection here and print `student old -> new`; write and post nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before regrading more than one group.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="text or json (with --dry-run).")] = "text",
 ) -> None:
-    """Grade again (e.g. after a rubric change): every graded commit of the selected projects, once each."""
+    """Grade again (e.g. after a rubric change): by default the latest push of each selected project.
+
+    The previous grade stays on the scoreboard until the new one exists, and stays for good if the
+    regrade fails; a new comment is posted only when the verdict changed (else the status is updated).
+    """
     from grader.store import Store
     from grader.tasks import grade_submission
 
@@ -363,12 +395,53 @@ def regrade(
             # The worker takes a queued one, or a running one this old, exactly once (Store.start).
             ids = store.select_stuck(settings.stale_after)
         else:
-            ids = store.requeue(store.select_for_regrade(project_path=project, group_prefix=group))
+            ids = store.select_for_regrade(project_path=project, group_prefix=group, latest_only=not all_pushes)
     except GraderError as exc:
         _fail(exc, exc.exit_code)
+    if not ids and not stuck:
+        _fail(ConfigError("nothing matches: no graded push of " + (project or group or "any project")
+                          + " (check the path: `grader scoreboard` lists the projects)"), 1)
+    if dry_run:
+        _regrade_preview(store, ids, fmt)
+        return
+    paths = [sub.project_path for sub in map(store.get, ids) if sub is not None]
+    groups = {path.rsplit("/", 1)[0] for path in paths}
+    if len(groups) > 1 and not yes:
+        if not sys.stdin.isatty():
+            _fail(ConfigError(f"this regrades {len(ids)} submission(s) in {len(groups)} groups: pass --yes "
+                              "(or try --dry-run first)"), 2)
+        typer.confirm(f"Regrade {len(ids)} submission(s) in {len(groups)} groups?", abort=True)
+    if not stuck:
+        ids = store.requeue(ids)
     for sub_id in ids:
         grade_submission.delay(sub_id)
     typer.echo(f"{'sent again' if stuck else 'requeued'} {len(ids)} submission(s)")
+
+
+def _regrade_preview(store: Store, ids: list[int], fmt: str) -> None:
+    """Each selected submission graded here, its old and new score printed; nothing written."""
+    from grader.tasks import service
+
+    rows = []
+    svc = service()
+    for sub_id in ids:
+        sub = store.get(sub_id)
+        if sub is None:
+            continue
+        try:
+            new = svc.grade_commit(sub.project_id, sub.sha, f"preview-{sub.id}")["score"]
+        except GraderError as exc:
+            typer.echo(f"  {sub.student}: cannot grade now ({exc})", err=True)
+            new = None
+        rows.append({"student": sub.student, "project": sub.project_path, "old_score": sub.score, "new_score": new})
+        if fmt != "json":
+            typer.echo(f"{sub.student} {_score(sub.score)} -> {_score(new)}")
+    if fmt == "json":
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+
+
+def _score(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}"
 
 
 def _workers_line() -> str:

@@ -232,7 +232,8 @@ def parse_text(text: str, display_path: str) -> ParsedDockerfile:
     except buildkit_parser.GoParseError as exc:
         raise SubmissionError(f"{display_path}: not a valid Dockerfile ({exc})", reason="invalid",
                               path=display_path, error=str(exc)) from exc
-    lines = tuple(text.removeprefix("\ufeff").splitlines())
+    # BuildKit counts lines at \n only (a form feed or U+2028 is not a line break for it).
+    lines = tuple(ln.removesuffix("\r") for ln in text.removeprefix("\ufeff").split("\n"))
     instructions = [_instruction(c, lines) for c in commands]
     for ins in instructions:
         if ins.cmd.lower() not in _KNOWN_CMDS:

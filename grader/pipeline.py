@@ -64,7 +64,11 @@ def grade(repo: Path, assignment: Assignment, settings: Settings, engine: Engine
                   progress)
         job.log_dir.mkdir(parents=True, exist_ok=True)
         isolation = engine.job_network(job.id) if settings.isolate_network else nullcontext(None)
-        watchdog = threading.Timer(settings.job_timeout_s, lambda: (job.expired.set(), job.cancelled.set()))
+        def expire() -> None:
+            job.expired.set()
+            job.cancelled.set()
+
+        watchdog = threading.Timer(settings.job_timeout_s, expire)
         watchdog.daemon = True
         watchdog.start()
         try:
@@ -138,6 +142,7 @@ def _build(job: Job, a: Assigned) -> VariantFacts:
         job.progress(f"{a.variant}: build context too large, not sent")
         return facts
     job.progress(f"{a.variant}: building {c.rel}")
+    assert facts.policy.buildfile is not None, "the gate writes the copy to build whenever it refuses nothing"
     facts.build = job.engine.build(facts.policy.buildfile, a.context, _tag(job, a.variant),
                                    job.log_dir / f"{a.variant}.build.log",
                                    job.id, job.settings.build_timeout_s, job.settings.log_cap_bytes,
@@ -164,6 +169,7 @@ def _gate(job: Job, a: Assigned) -> PolicyFacts:
             raise GraderError(f"allowed base image {base} is not on the engine; run scripts/setup "
                               "or remove it from [policy] allowed_base_images")
         env[base] = job.engine.inspect_image(base).env
+    assert a.candidate is not None, "only a variant with a Dockerfile reaches the gate"
     return gate(a.candidate.path, job.assignment, env, job.log_dir / f"{a.variant}.Dockerfile",
                 cache_scope=f"grader-{job.id}")
 
@@ -177,6 +183,7 @@ def _run_main(job: Job, v: VariantFacts) -> None:
 def _run_port(job: Job, v: VariantFacts) -> None:
     """A second container with PORT moved: does the server follow it?"""
     a = job.assignment
+    assert a.port_env is not None and a.alt_port is not None, "started only when the assignment sets both"
     # A server that ignores PORT listens elsewhere for good: waiting the full readiness time for it
     # would cost every such submission 30 s for an advisory check.
     patience = min(job.settings.ready_timeout_s, PORT_RUN_PATIENCE_S)

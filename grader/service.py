@@ -24,6 +24,13 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(minutes=30)
 
 
+def verdict(report: dict) -> tuple:
+    """What a student would call "the same grade": the score and, per check, its status and message."""
+    checks = [(v["name"], c["id"], c["status"], c["message"]) for v in report.get("variants", [])
+              for c in v["checks"]] + [("", c["id"], c["status"], c["message"]) for c in report.get("checks", [])]
+    return report.get("score"), report.get("error"), tuple(checks)
+
+
 @dataclass
 class Outcome:
     """What a grading attempt ended as, for the task to act on."""
@@ -55,27 +62,16 @@ class Service:
 
     def grade(self, submission_id: int, *, post: bool = True) -> Outcome:
         """Grades one queued submission; GraderError propagates so the task can retry it.
-        `post=False` (instructor's dry run) leaves GitLab untouched."""
-        from grader.engine import Engine
-        from grader.pipeline import grade
-
+        `post=False` leaves GitLab untouched."""
         # A row left "running" by a worker that died is taken over once it is older than a job can be.
         if not self.store.start(submission_id, stale_after=self.settings.stale_after):
             return Outcome("skipped")  # superseded, or already taken by another worker
         sub = self._submission(submission_id)
+        previous = sub.report  # a regrade: the grade it had, kept until this one replaces it
         if post:
             self._status(sub, "running", "grading…")
         try:
-            with Workspace(self.settings.work_dir, f"sub-{sub.id}") as ws:
-                archive = self.gitlab.archive(sub.project_id, sub.sha)
-                repo = extract_archive(archive, ws.path / "src", max_bytes=self.settings.max_archive_bytes,
-                                       max_files=self.settings.max_archive_files,
-                                       max_file_bytes=self.settings.max_file_bytes)
-                facts, scored = grade(repo, self.assignment, self.settings, Engine(self.settings),
-                                      reference=self.assignment.reference)
-                result = report_mod.to_json(facts, scored, self.assignment, self.assignment.language)
-        except SubmissionError as exc:
-            result = self._refusal(refusal(exc, self.assignment.language))
+            result = self.grade_commit(sub.project_id, sub.sha, f"sub-{sub.id}")
         except GraderError:
             raise  # the task retries it, then gives up
         except Exception as exc:
@@ -89,8 +85,28 @@ class Service:
             raise
         self.store.finish(sub.id, result, grader.__version__)
         if post:
-            self._publish(sub, result)
+            # A regrade with the same verdict updates the status only: 200 students must not get
+            # 200 new comments that say what the last one said.
+            self._publish(sub, result, comment=previous is None or verdict(previous) != verdict(result))
         return Outcome("graded", result["score"])
+
+    def grade_commit(self, project_id: int, sha: str, workspace: str) -> dict:
+        """The report for one commit, graded here and now; writes nothing (the store, GitLab).
+        `grader grade` without --post and `regrade --dry-run` use it as it is."""
+        from grader.engine import Engine
+        from grader.pipeline import grade
+
+        try:
+            with Workspace(self.settings.work_dir, workspace) as ws:
+                archive = self.gitlab.archive(project_id, sha)
+                repo = extract_archive(archive, ws.path / "src", max_bytes=self.settings.max_archive_bytes,
+                                       max_files=self.settings.max_archive_files,
+                                       max_file_bytes=self.settings.max_file_bytes)
+                facts, scored = grade(repo, self.assignment, self.settings, Engine(self.settings),
+                                      reference=self.assignment.reference)
+                return report_mod.to_json(facts, scored, self.assignment, self.assignment.language)
+        except SubmissionError as exc:
+            return self._refusal(refusal(exc, self.assignment.language))
 
     def give_up(self, submission_id: int, error: str) -> None:
         """After the last retry of an infrastructure failure: ungradable, said so on the commit."""
@@ -104,11 +120,13 @@ class Service:
                 "language": self.assignment.language, "score": 0.0, "max_score": self.assignment.max_score,
                 "variants": [], "checks": [], "notes": [message], "error": message}
 
-    def _publish(self, sub: Submission, result: dict) -> None:
+    def _publish(self, sub: Submission, result: dict, comment: bool = True) -> None:
         full = result["score"] >= result["max_score"]
         coverage = round(100 * result["score"] / result["max_score"], 1) if result["max_score"] else 0.0
         self._status(sub, "success" if full else "failed", f"{result['score']:g}/{result['max_score']:g}",
                      coverage=coverage)
+        if not comment:
+            return
         body = report_mod.render_markdown(result) if result["variants"] else f"**0/{result['max_score']:g}**: " \
             f"{result.get('error', '')}"
         self.store.add_post(sub.id, "comment", {"note": body})

@@ -19,7 +19,7 @@ if not hasattr(tarfile, "data_filter"):  # before 3.11.4 (Debian 12's 3.11.2): P
 MAX_RATIO = 100  # unpacked bytes per archive byte: source code makes ~10, a file of zeros ~1000
 RATIO_FLOOR = 16 * 1024**2  # an archive unpacking to less is no bomb, whatever its ratio
 MAX_READ = 1024**2  # one header (pax records, a long name) may take this much; data is read in 16 KiB
-HEADER_ALLOWANCE = 8 * 1024  # per entry: header blocks, pax records, padding
+HEADER_ALLOWANCE = 8 * 1024  # per entry (header blocks, pax records, padding), beyond the data it skips
 _FILTERED = {tarfile.AbsolutePathError: "archive_path", tarfile.OutsideDestinationError: "archive_path",
              tarfile.SpecialFileError: "archive_special", tarfile.AbsoluteLinkError: "archive_link",
              tarfile.LinkOutsideDestinationError: "archive_link"}
@@ -70,19 +70,20 @@ class _Unpack:
             if len(self.kinds) == self.max_files:
                 raise _refusal("too_many_files", **entry, limit=self.max_files)
             if m.size > self.max_file_bytes:
-                raise _refusal("archive_file_too_big", **entry, size=_mib(m.size), limit=_mib(self.max_file_bytes))
+                raise _refusal("archive_file_too_big", **entry, size=m.size / 2**20, limit=self.max_file_bytes / 2**20)
             if total > self.max_bytes:
-                raise _refusal("archive_too_big", **entry, limit=_mib(self.max_bytes))
+                raise _refusal("archive_too_big", **entry, limit=self.max_bytes / 2**20)
             if total > max(MAX_RATIO * packed, RATIO_FLOOR):
-                raise _refusal("archive_bomb", **entry, ratio=MAX_RATIO, size=_mib(packed))
+                raise _refusal("archive_bomb", **entry, ratio=MAX_RATIO, size=packed / 2**20)
             if self.kinds.setdefault(tuple(p for p in m.name.split("/") if p not in ("", ".")), m) is not m:
                 raise _refusal("archive_duplicate", **entry)
-            # the next header comes after this member's data, and every header takes an allowance
             stream.budget = min(tf.offset, total + HEADER_ALLOWANCE * len(self.kinds)) + HEADER_ALLOWANCE + MAX_READ
+        if not self.kinds:
+            raise _refusal("archive_empty")
 
     def structure(self) -> tuple[str, ...]:
-        """Refuses an entry under a file or a link, and a symlink whose target, followed lexically, leaves
-        the root or passes another link (where the filter's realpath is fooled: CVE-2025-4517, -4330)."""
+        """Refuses an entry under a file or a link, and a symlink whose target, followed lexically, leaves the
+        root or meets another link (a loop; where the filter's realpath is fooled: CVE-2025-4517, -4330)."""
         tops = {parts[:1] for parts in self.kinds if parts}
         root = tops.pop() if len(tops) == 1 and all(t.isdir() for t in map(self.kinds.get, tops) if t) else ()
         for parts, m in self.kinds.items():
@@ -90,20 +91,21 @@ class _Unpack:
                 if above is not None and not above.isdir():
                     raise _refusal("archive_nested", **self.show(m), parent=self.show(above)["entry"])
             at, steps = list(parts[:-1]), [s for s in m.linkname.split("/") if s not in ("", ".")]
-            for i, step in enumerate(steps if m.issym() else ()):
+            for step in steps if m.issym() else ():
                 if step == ".." and len(at) <= len(root):
                     raise _refusal("archive_link", **self.show(m))
                 at = at[:-1] if step == ".." else [*at, step]
-                if i < len(steps) - 1 and (hop := self.kinds.get(tuple(at))) is not None and hop.issym():
+                if (hop := self.kinds.get(tuple(at))) is not None and hop.issym():
                     raise _refusal("archive_link_chain", **self.show(m))
         return root
 
     def filter(self, m: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-        """tar's data filter, also refusing absolute names (it strips their '/'), any '..', hard links, sparse files."""
+        """tar's data filter, also refusing absolute names (it strips their '/'), '..', hard links, sparse files."""
         try:
+            parts = [p for p in m.name.split("/") if p not in ("", ".")]
             if m.name.startswith("/"):
                 raise tarfile.AbsolutePathError(m)
-            if ".." in m.name.split("/"):
+            if ".." in parts or not (parts or m.isdir()):  # a non-directory named "" or "." would replace dest
                 raise tarfile.OutsideDestinationError(m, m.name)
             if m.islnk() or m.sparse is not None:  # neither comes from git; a sparse map is built in memory
                 raise tarfile.SpecialFileError(m)
@@ -132,7 +134,7 @@ class _Bounded(gzip.GzipFile):
 
     def _within(self, end: int) -> None:
         if not 0 <= end <= self.budget:
-            raise _refusal("archive_corrupt", detail=f"tar headers unpack past {_mib(self.budget)}")
+            raise _refusal("archive_corrupt", detail=f"its tar headers unpack past {self.budget} bytes")
 
 
 def _refusal(reason: str, **params: object) -> SubmissionError:
@@ -143,7 +145,3 @@ def _refusal(reason: str, **params: object) -> SubmissionError:
 def _show(name: str) -> str:
     text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
     return text if len(text) <= 120 else f"{text[:60]}…{text[-60:]}"
-
-
-def _mib(n: int) -> str:
-    return f"{round(n / 1024**2, 2):g} MiB"

@@ -396,10 +396,15 @@ class Store:
             return _rowcount(result) == 1
 
     def mark_ungradable(self, id: int, error: str) -> bool:
-        """queued/running → ungradable (our failure, not the student's). False otherwise."""
+        """queued/running → ungradable (our failure, not the student's). False otherwise.
+        A regrade that fails keeps the grade it had: back to graded, with the error recorded."""
+        active = (Submission.id == id, Submission.state.in_((State.QUEUED, State.RUNNING)))
         with self._session() as s:
-            result = s.execute(update(Submission)
-                               .where(Submission.id == id, Submission.state.in_((State.QUEUED, State.RUNNING)))
+            kept = s.execute(update(Submission).where(*active, Submission.score.is_not(None))
+                             .values(state=State.GRADED, error=f"regrade failed, previous grade kept: {error}"))
+            if _rowcount(kept) == 1:
+                return True
+            result = s.execute(update(Submission).where(*active)
                                .values(state=State.UNGRADABLE, finished_at=utcnow(), error=error))
             return _rowcount(result) == 1
 
@@ -418,7 +423,9 @@ class Store:
         return sorted(ids)
 
     def requeue(self, ids: Iterable[int]) -> list[int]:
-        """graded/ungradable → queued with the results cleared (regrade); the ids requeued.
+        """graded/ungradable → queued (regrade); the ids requeued. The previous grade (score and
+        report) stays until the new one replaces it, so the student never vanishes from the
+        scoreboard, and a regrade that fails loses nothing.
 
         Skipped: ids that are queued, running or superseded, and an ungradable one whose commit
         is already queued, running or graded in another row.
@@ -430,8 +437,7 @@ class Store:
                     result = s.execute(
                         update(Submission)
                         .where(Submission.id == id, Submission.state.in_((State.GRADED, State.UNGRADABLE)))
-                        .values(state=State.QUEUED, started_at=None, finished_at=None, score=None,
-                                max_score=None, report=None, error=None, grader_version=None, image_digests=None))
+                        .values(state=State.QUEUED, started_at=None, error=None))
                     if _rowcount(result) == 1:
                         done.append(id)
             except IntegrityError:
@@ -492,11 +498,14 @@ class Store:
                                     Submission.student, Submission.sha, Submission.received_at,
                                     Submission.finished_at, Submission.late, Submission.score, Submission.max_score,
                                     Submission.token)
-                             .where(Submission.state == State.GRADED)
+                             # graded, or being regraded with its previous grade kept
+                             .where(or_(Submission.state == State.GRADED,
+                                        and_(Submission.state.in_((State.QUEUED, State.RUNNING)),
+                                             Submission.score.is_not(None))))
                              .order_by(Submission.received_at, Submission.id)).all()
         summaries: list[GradedSummary] = []
         for id, project_id, project_path, student, sha, received_at, finished_at, late, score, max_score, token in rows:
-            # finish() sets both scores as it makes a submission graded, and requeue clears them as it unmakes it
+            # finish() sets both scores as it makes a submission graded; nothing clears them
             assert score is not None and max_score is not None, f"graded submission {id} has no score"
             summaries.append(GradedSummary(id, project_id, project_path, student, sha, received_at, finished_at, late,
                                            score, max_score, token))

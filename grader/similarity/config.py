@@ -6,6 +6,7 @@ change for an instructor tool that grading never uses.
 
 from __future__ import annotations
 
+import glob
 import re
 import tomllib
 from collections.abc import Iterable
@@ -75,7 +76,7 @@ def _base_files(patterns: list[str], assignment: Assignment, extra: list[Path]) 
     without the course's files every honest pair would look alike."""
     paths: list[Path] = []
     for pattern in patterns:
-        found = sorted(assignment.source.parent.glob(pattern))
+        found = sorted(Path(p) for p in glob.glob(str(assignment.source.parent / pattern)))  # absolute ones too
         if not found:
             raise ValueError(f"base_files {pattern!r} matches no file next to {assignment.source}")
         paths.extend(found)

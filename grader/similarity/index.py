@@ -14,11 +14,13 @@ Fingerprinting library: datasketch (MinHash and MinHash LSH), chosen over copyde
   HTML report; we compare our own units, and show matches ourselves.
 Its cost: numpy and scipy (LSH's parameter search) as dependencies.
 
-Each pair the index proposes is then scored exactly on the shingle sets: an instructor acts on
-the score, so it must not carry MinHash's estimation error (about ±0.04 with 128 permutations).
-The index proposes every pair whose Jaccard similarity in some variant is at least half the
-threshold, with near certainty; pairs it never proposes are not listed (`exhaustive=True`
-compares all pairs instead, for tests).
+Each pair the index proposes is then scored exactly on the shingle sets, each shingle weighted by
+how rare it is in the course (`Index._weights`): an instructor acts on the score, so it must not
+carry MinHash's estimation error (about ±0.04 with 128 permutations). The index proposes a pair
+whose (unweighted) Jaccard similarity in some variant is 0.4 or more with probability 0.998; pairs
+it never proposes are not scored. Only pairs scoring at least half the threshold are listed.
+`exhaustive=True` scores every pair instead (tests; in the benchmark's cohort it lists 0.3 % more
+pairs than the index, none of them flagged).
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from grader.similarity.config import Config
 from grader.similarity.normalise import Normalised, Unit, normalise
 
 NUM_PERM = 128
+# A missed copy costs more than scoring a few more pairs: datasketch then bands the signature so
+# that a pair with Jaccard 0.4 in a variant is proposed with probability 0.998 (0.94 with equal weights).
+LSH_WEIGHTS = (0.2, 0.8)  # (false positives, false negatives)
 ALL = "all"  # the variant name of a pair's overall score
 
 
@@ -95,9 +100,15 @@ class _Doc:
 class _Weights:
     of: dict[str, float]
     two_files: float  # the weight of a shingle only the two files of a pair hold
+    _files: dict[frozenset[str], float] = field(default_factory=dict)  # a file's total, worked out once
 
     def total(self, shingles: frozenset[str]) -> float:
         return sum(self.of.get(s, 1.0) for s in shingles)
+
+    def file_total(self, shingles: frozenset[str]) -> float:
+        if shingles not in self._files:
+            self._files[shingles] = self.total(shingles)
+        return self._files[shingles]
 
 
 class Index:
@@ -110,14 +121,19 @@ class Index:
         self._docs: dict[str, dict[str, _Doc]] = {}  # id -> variant -> doc
         self._lsh: dict[str, MinHashLSH] = {}
         self._df: dict[str, Counter[str]] = {}  # variant -> shingle -> files holding it
-        self._candidates: set[tuple[str, str]] = set()
+        self._files: Counter[str] = Counter()  # variant -> files
+        self._proposed: dict[str, set[str]] = {}  # id -> the ids LSH proposed to compare it with
 
     def add(self, records: Sequence[Record]) -> list[Pair]:
         """Add one submission (the records of one id; added again, it replaces the earlier one)
-        and return its pairs: one LSH query per variant, each proposed pair scored."""
+        and return its listed pairs: one LSH query per variant, then only the proposed pairs scored."""
+        return self.pairs(involving=self.insert(records))
+
+    def insert(self, records: Sequence[Record]) -> str:
+        """`add` without scoring (for a batch, scored once at the end); the submission's id."""
         ids = {r.id for r in records}
         if len(ids) != 1:
-            raise ValueError(f"add() takes the records of one submission, got ids {sorted(ids)}")
+            raise ValueError(f"a submission is the records of one id, got ids {sorted(ids)}")
         sub_id = ids.pop()
         self._remove(sub_id)
         docs = self._docs.setdefault(sub_id, {})
@@ -128,22 +144,41 @@ class Index:
             if doc is None:
                 continue
             docs[record.variant] = doc
+            self._files[record.variant] += 1
             self._df.setdefault(record.variant, Counter()).update(doc.shingles)
             if doc.shingles:
                 if record.variant not in self._lsh:  # built once per variant: its parameter search takes ~30 ms
-                    self._lsh[record.variant] = MinHashLSH(self.config.threshold / 2, NUM_PERM)
+                    self._lsh[record.variant] = MinHashLSH(self.config.threshold / 2, NUM_PERM, weights=LSH_WEIGHTS)
                 lsh = self._lsh[record.variant]
                 signature = _minhash(doc.shingles)
-                self._candidates.update(_key(sub_id, other) for other in lsh.query(signature))
+                for other in lsh.query(signature):
+                    self._proposed.setdefault(sub_id, set()).add(other)
+                    self._proposed.setdefault(other, set()).add(sub_id)
                 lsh.insert(sub_id, signature)
-        return self.pairs(involving=sub_id)
+        return sub_id
 
     def pairs(self, involving: str | None = None, exhaustive: bool = False) -> list[Pair]:
-        """Scored pairs, highest score first: per variant, and `all` over the variants together."""
-        keys = itertools.combinations(sorted(self._docs), 2) if exhaustive else self._candidates
+        """The pairs worth a look (a score of at least half the threshold), highest first: per
+        variant, and `all` over the variants together. The others are not listed."""
+        if exhaustive:
+            keys = [k for k in itertools.combinations(sorted(self._docs), 2) if involving in (None, *k)]
+        elif involving is not None:  # a new submission: its proposed pairs only, at most n - 1
+            keys = sorted(_key(involving, other) for other in self._proposed.get(involving, ()))
+        else:
+            keys = sorted({_key(a, b) for a, others in self._proposed.items() for b in others})
         weights = {v: self._weights(v) for v in self._df}
-        found = [p for a, b in keys if involving in (None, a, b) for p in self._score(a, b, weights)]
+        listed = self.config.threshold / 2
+        found = [p for a, b in keys for p in self._score(a, b, weights) if p.score >= listed]
         return sorted(found, key=lambda p: (-p.score, p.a, p.b, p.variant != ALL, p.variant))
+
+    @property
+    def proposed(self) -> int:
+        """Pairs of submissions the LSH index proposed for scoring (the rest are never compared)."""
+        return sum(len(others) for others in self._proposed.values()) // 2
+
+    def compare_pair(self, a: str, b: str) -> list[Pair]:
+        """Every score of two submissions already added, listed or not (e.g. to show one pair)."""
+        return self._score(*_key(a, b), {v: self._weights(v) for v in self._df})
 
     def _doc(self, record: Record) -> _Doc | None:
         try:
@@ -161,16 +196,19 @@ class Index:
     def _remove(self, sub_id: str) -> None:
         for variant, doc in self._docs.pop(sub_id, {}).items():
             self._df[variant].subtract(doc.shingles)
+            self._files[variant] -= 1
             if sub_id in self._lsh.get(variant, ()):
                 self._lsh[variant].remove(sub_id)
-        self._candidates = {k for k in self._candidates if sub_id not in k}
+        for other in self._proposed.pop(sub_id, set()):
+            self._proposed[other].discard(sub_id)
+        self.skipped = [(r, why) for r, why in self.skipped if r.id != sub_id]
 
     def _weights(self, variant: str) -> _Weights:
         """A shingle's weight is its smoothed inverse document frequency among this variant's files:
         a line written by two students weighs about ln(n/3)+1, one that half the course wrote about
         1.7, one everyone wrote 1. Unlike a hard cut-off (MOSS's -m), a copy made of popular lines
         still scores high, while two honest files sharing only popular lines score low."""
-        files = sum(1 for docs in self._docs.values() if variant in docs)
+        files = self._files[variant]
         return _Weights({s: math.log((1 + files) / (1 + n)) + 1 for s, n in self._df[variant].items() if n > 0},
                         math.log((1 + files) / 3) + 1)
 
@@ -179,26 +217,29 @@ class Index:
         shingles (weighted Jaccard), the denominator at least `min_evidence` shingles found in these
         two files only. Overall (`all`): the mean over the variants either submitted (one missing
         counts 0), so a copy of one variant of three scores at most a third overall."""
-        pairs: list[Pair] = []
+        scored: list[tuple[str, float, _Doc, _Doc, frozenset[str]]] = []
         variants = sorted(set(self._docs[a]) | set(self._docs[b]))
         for variant in variants:
             da, db = self._docs[a].get(variant), self._docs[b].get(variant)
-            if da is None or db is None:
+            if da is None or db is None or not da.shingles & db.shingles:
                 continue
             shared, w = da.shingles & db.shingles, weights[variant]
-            if shared:
-                floor = self.config.min_evidence * w.two_files
-                score = w.total(shared) / max(w.total(da.shingles | db.shingles), floor, 1e-9)
-                pairs.append(Pair(a, b, variant, min(score, 1.0), score >= self.config.threshold, _regions(da, db, shared),
-                                  da.record.timestamp, db.record.timestamp))
-        if pairs:
-            score = sum(p.score for p in pairs) / len(variants)
-            times_a = [t for p in pairs if (t := p.a_time) is not None]
-            times_b = [t for p in pairs if (t := p.b_time) is not None]
-            pairs.append(Pair(a, b, ALL, score, score >= self.config.threshold,
-                              tuple(r for p in pairs for r in p.regions), min(times_a, default=None),
-                              min(times_b, default=None)))
-        return pairs
+            common = w.total(shared)
+            union = w.file_total(da.shingles) + w.file_total(db.shingles) - common
+            score = min(1.0, common / max(union, self.config.min_evidence * w.two_files))
+            scored.append((variant, score, da, db, shared))
+        if not scored:
+            return []
+        overall = sum(score for _, score, *_ in scored) / len(variants)
+        listed = self.config.threshold / 2  # regions are worked out only for pairs that will be shown
+        pairs = [Pair(a, b, v, score, score >= self.config.threshold,
+                      _regions(da, db, shared) if max(score, overall) >= listed else (),
+                      da.record.timestamp, db.record.timestamp) for v, score, da, db, shared in scored]
+        times_a = [t for p in pairs if (t := p.a_time) is not None]
+        times_b = [t for p in pairs if (t := p.b_time) is not None]
+        return [*pairs, Pair(a, b, ALL, overall, overall >= self.config.threshold,
+                             tuple(r for p in pairs for r in p.regions), min(times_a, default=None),
+                             min(times_b, default=None))]
 
 
 def compare(records: Iterable[Record], config: Config, *, exhaustive: bool = False) -> tuple[list[Pair], Index]:
@@ -208,7 +249,7 @@ def compare(records: Iterable[Record], config: Config, *, exhaustive: bool = Fal
     for record in records:
         by_id.setdefault(record.id, []).append(record)
     for group in by_id.values():
-        index.add(group)
+        index.insert(group)
     return index.pairs(exhaustive=exhaustive), index
 
 
@@ -223,23 +264,32 @@ def _minhash(shingles: frozenset[str]) -> MinHash:
 
 
 def _regions(da: _Doc, db: _Doc, shared: frozenset[str]) -> tuple[Region, ...]:
-    """Each unit of a holding shared evidence, with the unit of b that holds most of it; runs of
-    units consecutive on both sides become one region."""
+    """Matching lines: each unit of a holding shared evidence, with the unit of b holding most of it
+    (ties: one not taken yet, then the one at the nearest relative position); matches that follow
+    each other on both sides (skeleton in between does not break a run) become one region."""
+    a_units = [(u, ev & shared) for u, ev in zip(da.norm.units, da.evidence, strict=True) if ev & shared]
     b_units = [(u, ev & shared) for u, ev in zip(db.norm.units, db.evidence, strict=True) if ev & shared]
-    matched: list[tuple[Unit, Unit]] = []
-    for unit, ev in zip(da.norm.units, da.evidence, strict=True):
-        mine = ev & shared
-        if mine:
-            best = max(b_units, key=lambda item: len(item[1] & mine))
-            if best[1] & mine:
-                matched.append((unit, best[0]))
-    spans: list[list[int]] = []  # [a_first, a_last, b_first, b_last]
-    for ua, ub in matched:
-        last = spans[-1] if spans else None
-        if last and last[0] <= ua.line <= last[1] + 1 and last[2] <= ub.line <= last[3] + 1:
-            last[1], last[3] = max(last[1], ua.end_line), max(last[3], ub.end_line)
+    holding: dict[str, list[int]] = {}  # shingle -> the b units holding it
+    for j, (_, theirs) in enumerate(b_units):
+        for shingle in theirs:
+            holding.setdefault(shingle, []).append(j)
+    taken: set[int] = set()
+    runs: list[list[tuple[Unit, Unit, int]]] = []  # each: matched (a unit, b unit, b rank), consecutive
+    for rank, (unit, mine) in enumerate(a_units):
+        def fit(j: int, mine: frozenset[str] = mine, rank: int = rank) -> tuple[int, bool, float]:
+            return len(b_units[j][1] & mine), j not in taken, -abs(j / len(b_units) - rank / len(a_units))
+        j = max({j for shingle in mine for j in holding[shingle]}, key=fit)
+        taken.add(j)
+        last = runs[-1][-1] if runs else None
+        if last is not None and last[0] is a_units[rank - 1][0] and j in (last[2], last[2] + 1):
+            runs[-1].append((unit, b_units[j][0], j))
         else:
-            spans.append([ua.line, ua.end_line, ub.line, ub.end_line])
-    pa, pb = da.record.path or da.norm.path, db.record.path or db.norm.path
-    return tuple(Region(pa, (s[0], s[1]), da.norm.excerpt(s[0], s[1]), pb, (s[2], s[3]), db.norm.excerpt(s[2], s[3]))
-                 for s in spans)
+            runs.append([(unit, b_units[j][0], j)])
+    return tuple(_region(da, db, run) for run in runs)
+
+
+def _region(da: _Doc, db: _Doc, run: list[tuple[Unit, Unit, int]]) -> Region:
+    a_first, a_last = min(u.line for u, _, _ in run), max(u.end_line for u, _, _ in run)
+    b_first, b_last = min(u.line for _, u, _ in run), max(u.end_line for _, u, _ in run)
+    return Region(da.record.path or da.norm.path, (a_first, a_last), da.norm.excerpt(a_first, a_last),
+                  db.record.path or db.norm.path, (b_first, b_last), db.norm.excerpt(b_first, b_last))

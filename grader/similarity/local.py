@@ -31,6 +31,7 @@ def records_from_dirs(dirs: Sequence[Path], assignment: Assignment) -> tuple[lis
             problems.append(f"{directory}: {exc}")
             continue
         repo = directory.resolve()
+        in_git = any((d / ".git").exists() for d in (repo, *repo.parents))  # no git process for plain directories
         for variant, assigned in found.variants.items():
             candidate = assigned.candidate
             if candidate is None:
@@ -39,14 +40,14 @@ def records_from_dirs(dirs: Sequence[Path], assignment: Assignment) -> tuple[lis
                 problems.append(f"{directory}: {candidate.parse_error}")
                 continue
             text = candidate.path.read_text(encoding="utf-8")
-            records.append(Record(str(directory), variant, text, file_time(repo, candidate.rel), candidate.rel))
+            records.append(Record(str(directory), variant, text, file_time(repo, candidate.rel, in_git), candidate.rel))
     return records, problems
 
 
-def file_time(repo: Path, rel: str) -> datetime:
-    """When the file's text was written: the commit time of its last change when `repo` is a git
-    checkout and the file is committed unchanged; else its modification time."""
-    committed = _commit_time(repo, rel)
+def file_time(repo: Path, rel: str, in_git: bool = True) -> datetime:
+    """When the file's text was written: the commit time of its last change when `repo` is (in) a
+    git checkout and the file is committed unchanged; else its modification time."""
+    committed = _commit_time(repo, rel) if in_git else None
     if committed is not None:
         return committed
     # whole seconds, as commit times are: files written in the same second are not "first" and "second"

@@ -13,11 +13,12 @@ independent instructions around changes no shingle.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from dataclasses import dataclass
 
-from grader.dockerfile import Instruction, ParsedDockerfile, Stage, is_root_user, parse_text
+from grader.dockerfile import Instruction, ParsedDockerfile, Stage, absolute, is_root_user, parse_text
 
 K = 3  # words per shingle: long enough that "pip install --no-cache-dir" alone is one, short
 # enough that one changed flag leaves most of a sub-command's shingles intact
@@ -31,7 +32,7 @@ _VALUE_OPTIONS = frozenset({"--home", "--home-dir", "--shell", "--gecos", "--com
 # ...except these, whose values name groups.
 _GROUP_OPTIONS = frozenset({"--ingroup", "--gid", "--groups", "-g", "-G"})
 _VARIABLE = re.compile(r"\$\{(\w+)[^}]*\}|\$(\w+)")
-_ABSOLUTE_PATH = re.compile(r"(^|[=,:])/[^\s,:=]*")
+_ABSOLUTE_PATH = re.compile(r"(^|[=,:])(/[^\s,:=]*)")
 _STAGE_REF = re.compile(r"(\bfrom=)([\w.-]+)", re.IGNORECASE)
 
 
@@ -70,14 +71,24 @@ class _Names:
     variables: frozenset[str]
     stages: dict[str, str]  # lower-case name or index -> "S<index>"
     users: re.Pattern[str] | None
+    paths: tuple[str, ...]  # the file's own directories, longest first
 
     def word(self, word: str) -> str:
         word = _VARIABLE.sub(lambda m: "$V" if (m.group(1) or m.group(2)) in self.variables else m.group(0), word)
-        word = _ABSOLUTE_PATH.sub(r"\1/P", word)
+        word = _ABSOLUTE_PATH.sub(self._path, word)
         word = _STAGE_REF.sub(lambda m: m.group(1) + self.stages.get(m.group(2).lower(), m.group(2)), word)
         if self.users is not None:
             word = self.users.sub("U", word)
         return word or '""'
+
+    def _path(self, match: re.Match[str]) -> str:
+        """`/app/dist` -> `/P/dist` when /app is the file's own directory; system paths
+        (/usr/local/lib/..., /var/lib/apt/lists) stay: renaming them would change what the file does."""
+        prefix, path = match.group(1), match.group(2)
+        for own in self.paths:
+            if path == own or path.startswith(own + "/"):
+                return prefix + "/P" + path[len(own):]
+        return match.group(0)
 
 
 def normalise(text: str, path: str = "Dockerfile") -> Normalised:
@@ -100,12 +111,17 @@ def shingles(words: list[str]) -> frozenset[str]:
 
 def words(command: str) -> list[str]:
     """Shell words and operators (`&&`, `;`, `|`), quotes removed."""
+    return list(_split_words(command))
+
+
+@functools.lru_cache(maxsize=8192)  # shlex is slow, and most commands recur: the recipe, in every file
+def _split_words(command: str) -> tuple[str, ...]:
     lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
     try:
-        return list(lexer)
+        return tuple(lexer)
     except ValueError:  # an unbalanced quote: BuildKit accepts the file, the shell would fail; compare as written
-        return command.split()
+        return tuple(command.split())
 
 
 def _unit(words_: list[str], line: int, end_line: int) -> Unit:
@@ -126,7 +142,40 @@ def _names(parsed: ParsedDockerfile) -> _Names:
     stages.update({s.name.lower(): f"S{s.index}" for s in parsed.stages if s.name})
     users = sorted(_created_users(parsed), key=len, reverse=True)
     pattern = re.compile(r"(?<![\w.-])(" + "|".join(map(re.escape, users)) + r")(?![\w.-])") if users else None
-    return _Names(frozenset(variables), stages, pattern)
+    return _Names(frozenset(variables), stages, pattern, _own_paths(parsed))
+
+
+def _own_paths(parsed: ParsedDockerfile) -> tuple[str, ...]:
+    """Directories the file chooses itself, free to rename: WORKDIRs, absolute COPY/ADD
+    destinations, paths held in ARG/ENV, `mkdir` targets and users' homes (ARGs resolved)."""
+    found: set[str] = set()
+    found.update(v for ins in parsed.preamble for v in _arg_values(ins))
+    for stage in parsed.stages:
+        for ins in stage.instructions:
+            if ins.cmd == "WORKDIR" and ins.args:
+                found.add(absolute(parsed.resolve(ins.args[0], stage, ins), parsed.workdir_at(stage, ins)))
+            elif ins.cmd in ("COPY", "ADD") and len(ins.args) >= 2:
+                found.add(parsed.resolve(ins.args[-1], stage, ins))
+            elif ins.cmd in ("ARG", "ENV"):
+                found.update(parsed.resolve(v, stage, ins) for v in _arg_values(ins))
+            elif ins.cmd == "RUN":
+                for part in _sub_commands(words(parsed.resolve(ins.command, stage, ins))):
+                    found.update(_created_dirs(part))
+    own = {p.rstrip("/") for p in found if p.startswith("/") and " " not in p and ":" not in p}
+    return tuple(sorted(own - {""}, key=len, reverse=True))
+
+
+def _arg_values(ins: Instruction) -> list[str]:
+    if ins.cmd == "ENV":
+        return [v.strip("\"'") for v in ins.args[1::2]]
+    return [a.partition("=")[2].strip("\"'") for a in ins.args] if ins.cmd == "ARG" else []
+
+
+def _created_dirs(part: list[str]) -> list[str]:
+    if part and part[0] == "mkdir":
+        return [w for w in part[1:] if not w.startswith("-")]
+    return [value for option, value in zip(part, part[1:], strict=False) if option in ("--home", "--home-dir", "-d")
+            and part[0] in USER_TOOLS]
 
 
 def _created_users(parsed: ParsedDockerfile) -> set[str]:
@@ -194,7 +243,7 @@ def _units(ins: Instruction, names: _Names) -> list[Unit]:
 
 
 def _pair(key: str, value: str, cmd: str, names: _Names) -> str:
-    name = "$V" if cmd != "LABEL" else key
+    name = "$V" if cmd != "LABEL" and key in names.variables else key
     value = " ".join(names.word(w) for w in words(value))
     return f"{name}={value}" if value and value != '""' else name
 
@@ -204,12 +253,23 @@ def _run_units(ins: Instruction, names: _Names) -> list[Unit]:
     if ins.json_form:
         return [*units, _unit(["RUN", *(names.word(a) for a in ins.args)], ins.line, ins.end_line)]
     scripts = [" ".join(ins.args)] + [line for body in ins.heredocs for line in body.splitlines()]
-    parts = [p for script in scripts for p in _sub_commands([w for w in words(script) if not w.startswith("<<")])]
+    parts = [p for script in scripts for p in _sub_commands(_without_heredoc_markers(words(script)))]
     starts = _start_lines(ins, parts)
     for i, (part, start) in enumerate(zip(parts, starts, strict=True)):
         following = starts[i + 1] if i + 1 < len(starts) else ins.end_line + 1
         units.append(_unit(["RUN", *(names.word(w) for w in part)], start, max(start, following - 1)))
     return units
+
+
+def _without_heredoc_markers(words_: list[str]) -> list[str]:
+    """`<<EOF` / `<<-EOF` (split by the shell lexer into `<<` and `EOF`) only open a heredoc."""
+    kept: list[str] = []
+    after_marker = False
+    for word in words_:
+        if not after_marker and not word.startswith("<<"):
+            kept.append(word)
+        after_marker = word in ("<<", "<<-")
+    return kept
 
 
 def _start_lines(ins: Instruction, parts: list[list[str]]) -> list[int]:

@@ -19,8 +19,10 @@ ADVICE = ("A high score is a reason to look, not a verdict: read the matching li
 
 
 def to_json(pairs: Sequence[Pair], threshold: float, skipped: Sequence[str] = ()) -> str:
+    # One line: with `indent` json falls back to its pure-Python encoder, ten times slower on a
+    # course's thousands of pairs (`| python -m json.tool` to read it).
     return json.dumps({"threshold": threshold, "pairs": [_pair_dict(p) for p in pairs], "skipped": list(skipped)},
-                      ensure_ascii=False, indent=2) + "\n"
+                      ensure_ascii=False) + "\n"
 
 
 def to_csv(pairs: Sequence[Pair]) -> str:

@@ -178,22 +178,34 @@ def _env(gitlab: FakeGitLab, broker_url: str, database_url: str, tmp_path: Path)
             "GRADER_INSTANCE": INSTANCE, "GRADER_WORK_DIR": str(tmp_path / "work")}
 
 
-def test_instructor_grades_one_project_now_without_touching_gitlab(tmp_path, broker_url):
+def test_instructor_grades_one_project_now_without_touching_gitlab_or_the_database(tmp_path, broker_url):
     with FakeGitLab() as gitlab:
         gitlab.create_repo_project("devops-2026/sidorov-docker", tmp_path / "repos", source=REFERENCE_REPO)
         env = _env(gitlab, broker_url, f"sqlite:///{tmp_path / 'grader.db'}", tmp_path)
-        result = _cli(env, "grade", "devops-2026/sidorov-docker", "--format", "json")
+        dry = _cli(env, "grade", "devops-2026/sidorov-docker", "--format", "json")
+        untouched = json.loads(_cli(env, "scoreboard", "--format", "json").stdout)
+        nothing = _cli(env, "regrade", "--project", "devops-2026/sidorov-docker")
+        posted = _cli(env, "grade", "devops-2026/sidorov-docker", "--post", "--format", "json")
+        statuses, comments = [s.state for s in gitlab.statuses], len(gitlab.comments)
+        preview = _cli(env, "regrade", "--project", "devops-2026/sidorov-docker", "--dry-run", "--format", "json")
+        after_preview = (len(gitlab.statuses), len(gitlab.comments))
+        regrade = _cli(env, "regrade", "--project", "devops-2026/sidorov-docker")
         board = json.loads(_cli(env, "scoreboard", "--format", "json").stdout)
         csv_text = _cli(env, "scoreboard", "--format", "csv").stdout
-        regrade = _cli(env, "regrade", "--project", "devops-2026/sidorov-docker")
         status = _cli(env, "status")
     redis.Redis.from_url(broker_url).delete("celery")  # no worker here: drop the queued regrade
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["score"] == 5
+    assert untouched["entries"] == [] and gitlab.statuses[:0] == []  # --no-post wrote nothing anywhere
+    assert nothing.returncode == 1 and "nothing matches" in nothing.stderr  # a regrade of nothing is an error
+    assert posted.returncode == 0 and json.loads(posted.stdout)["score"] == 5, posted.stderr
+    assert (statuses, comments) == (["running", "success"], 1)
+    assert json.loads(preview.stdout) == [{"student": "sidorov-docker", "project": "devops-2026/sidorov-docker",
+                                           "old_score": 5.0, "new_score": 5.0}], preview.stderr
+    assert after_preview == (2, 1)  # the dry run posted nothing
     assert "requeued 1 submission(s)" in regrade.stdout, regrade.stderr
     assert re.search(r"^submissions: .*queued 1", status.stdout, re.M), status.stdout
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["score"] == 5
-    assert gitlab.statuses == [] and gitlab.comments == []  # --no-post is the default
-    assert board["entries"][0]["best_score"] == 5.0
+    assert board["entries"][0]["best_score"] == 5.0  # the previous grade stays while it is regraded
     header, row = csv_text.splitlines()
     assert header.endswith(",multistage,nonroot,single")
     assert row.startswith("devops-2026/sidorov-docker,sidorov-docker,5,5,5,")
@@ -213,6 +225,7 @@ def test_grade_group_queues_every_project_once_and_status_shows_them(tmp_path, b
     assert "queued 0, already graded or queued 2, skipped 1" in again.stdout
     assert re.search(r"^submissions: .*queued 2", status.stdout, re.M), status.stdout
     assert re.search(r"^workers: none answering", status.stdout, re.M), status.stdout  # said, not hidden
+    assert status.returncode == 1  # and told to monitoring
     assert re.search(r"^longest wait: 0 min \(queued since ", status.stdout, re.M), status.stdout
     redis.Redis.from_url(broker_url).delete("celery")  # no worker here: drop the queued tasks
 

@@ -194,7 +194,14 @@ def graded(repo: Path, settings, engine, logs: Path) -> dict:
 
 def assert_refused_and_the_rest_graded(report: dict, case: Case, logs: Path) -> None:
     variants = {v["name"]: v for v in report["variants"]}
-    policy = next(c for c in variants[case.variant]["checks"] if c["id"] == "build_policy")
+    checks = {c["id"]: c for c in variants[case.variant]["checks"]}
+    policy = checks["build_policy"]
+    if case.rule == "external_base":
+        # One mistake, one failure: base_image says it (line, expected image); build_policy is
+        # skipped, saying why nothing was built.
+        assert (policy["status"], policy["reason"]) == ("skip", "base_refused"), policy
+        assert f"line {case.line}" in policy["message"], policy["message"]
+        policy = checks["base_image"]
     assert policy["status"] == "fail" and policy["required"], policy
     assert policy["message"].startswith(f"Line {case.line}:"), policy["message"]
     assert all(w in policy["message"] for w in case.words), policy["message"]

@@ -327,7 +327,10 @@ def test_the_check_is_skipped_when_the_gate_was_not_reached(changes, reason):
 def test_every_rule_is_declared_and_has_a_sentence_with_the_line_in_both_languages(rule):
     params = {"line": 4, "cmd": "ADD", "source": "http://h/x", "frontend": "f", "allowed": "a", "image": "i",
               "expected": "e", "ref": "r", "type": "t", "flag": "network", "word": "$W"}
-    outcome = CHECK(policy_variant(PolicyFacts(findings=[PolicyFinding(rule, 4, "X", params)])), A)
+    # a rubric without base_image: otherwise that check reports a foreign FROM, and this one skips
+    rubric = replace(A, variants=tuple(replace(v, required=tuple(c for c in v.required if c != "base_image"))
+                                       for v in A.variants))
+    outcome = CHECK(policy_variant(PolicyFacts(findings=[PolicyFinding(rule, 4, "X", params)])), rubric)
 
     assert rule in CHECK.reasons and rule in CHECK.item_reasons
     for lang, word in (("en", "Line 4"), ("ru", "Строка 4")):
@@ -370,3 +373,16 @@ def test_a_builds_docker_config_is_empty_but_for_the_cli_plugins(tmp_path, monke
         assert (private / "cli-plugins").resolve() == (host / "cli-plugins").resolve()
     finally:
         shutil.rmtree(private)
+
+
+def test_a_foreign_base_image_is_one_failure_base_images_and_the_policy_says_why_nothing_was_built():
+    from grader.dockerfile import parse_text
+    from tests.unit.factories import passing_variant
+    parsed = parse_text("FROM python:3.12-slim\nRUN echo\n", "Dockerfile.single")
+    finding = PolicyFinding("external_base", 1, "FROM python:3.12-slim", {"image": "python:3.12-slim"})
+    outcome = CHECK(passing_variant("single", A, parsed=parsed, policy=PolicyFacts(findings=[finding])), A)
+    assert (outcome.status, outcome.reason) == ("skip", "base_refused")
+    # control: a foreign image in a stage the final one does not need is the policy's own failure
+    unused = parse_text("FROM python:3.12-slim AS old\nFROM python:3.11.6-slim-bookworm\n", "Dockerfile.single")
+    outcome = CHECK(passing_variant("single", A, parsed=unused, policy=PolicyFacts(findings=[finding])), A)
+    assert (outcome.status, outcome.reason) == ("fail", "external_base")

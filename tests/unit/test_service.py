@@ -129,3 +129,30 @@ def test_a_post_that_can_get_better_is_kept_for_a_retry(service, fake, graded):
     [status] = [p for p in service.store.due_posts(service_mod.datetime.now(service_mod.UTC)
                                                    + service_mod.MAX_BACKOFF) if p.kind == "status"]
     assert status.attempts == 1 and "502" in status.last_error
+
+
+def _grades_as(service: Service, monkeypatch, report: dict) -> None:
+    """Stands in for the engine-bound step only (archive → pipeline); everything else is real."""
+    monkeypatch.setattr(service, "grade_commit", lambda project_id, sha, workspace: report)
+
+
+def test_a_regrade_with_the_same_verdict_updates_the_status_but_posts_no_new_comment(
+        service, fake, queued, monkeypatch):
+    report = {"schema": "grader.report/1", "score": 4.5, "max_score": 5.0, "variants": [], "checks": [],
+              "notes": [], "error": None}
+    _grades_as(service, monkeypatch, report)
+    service.grade(queued)
+    while service.deliver_due():
+        pass
+    assert len(fake.comments) == 1
+    service.store.requeue([queued])
+    service.grade(queued)  # same verdict
+    while service.deliver_due():
+        pass
+    assert len(fake.comments) == 1 and [s.state for s in fake.statuses][-1] == "failed"
+    _grades_as(service, monkeypatch, dict(report, score=5.0))  # control: a changed verdict is commented
+    service.store.requeue([queued])
+    service.grade(queued)
+    while service.deliver_due():
+        pass
+    assert len(fake.comments) == 2 and fake.statuses[-1].state == "success"

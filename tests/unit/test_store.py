@@ -342,7 +342,7 @@ def test_status_counts_reports_every_state(store, push):
 # -- regrading -----------------------------------------------------------------------------------
 
 
-def test_requeue_puts_graded_and_ungradable_back_in_the_queue_with_results_cleared(store, push):
+def test_requeue_puts_graded_and_ungradable_back_in_the_queue_keeping_the_previous_grade(store, push):
     a, b, c = push(), push(), push()
     store.start(a.id)
     store.finish(a.id, make_report(4), "0.1.0")
@@ -351,13 +351,27 @@ def test_requeue_puts_graded_and_ungradable_back_in_the_queue_with_results_clear
 
     assert store.requeue([a.id, b.id, c.id]) == [a.id, b.id]  # a running one is left alone
 
-    for sub_id in (a.id, b.id):
-        again = store.get(sub_id)
-        assert again.state == "queued"
-        assert (again.score, again.max_score, again.report, again.error, again.started_at, again.finished_at) == \
-            (None, None, None, None, None, None)
+    graded_again, ungradable_again = store.get(a.id), store.get(b.id)
+    assert (graded_again.state, graded_again.score, graded_again.report["score"]) == ("queued", 4.0, 4.0)
+    assert (ungradable_again.state, ungradable_again.score, ungradable_again.error) == ("queued", None, None)
+    assert [s.id for s in store.graded_summaries()] == [a.id]  # still on the scoreboard while regraded
     assert store.get(c.id).state == "running"
     assert store.start(a.id) is True
+
+
+def test_a_regrade_that_fails_keeps_the_previous_grade(store, push):
+    sub = push()
+    store.start(sub.id)
+    store.finish(sub.id, make_report(4), "0.1.0")
+    store.requeue([sub.id])
+    store.start(sub.id)
+    assert store.mark_ungradable(sub.id, "engine down")
+    kept = store.get(sub.id)
+    assert (kept.state, kept.score, kept.error) == ("graded", 4.0, "regrade failed, previous grade kept: engine down")
+    first = push()  # control: a first grading that fails is ungradable, with no grade
+    store.start(first.id)
+    store.mark_ungradable(first.id, "engine down")
+    assert (store.get(first.id).state, store.get(first.id).score) == ("ungradable", None)
 
 
 def test_requeue_skips_an_ungradable_commit_that_is_already_queued_again(store, push):
