@@ -7,6 +7,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.assignment_schema import problems
 from grader.errors import ConfigError
 
 DEFAULT_ASSIGNMENT = Path(__file__).resolve().parent.parent / "checks" / "assignments" / "counter_backend.toml"
@@ -115,6 +116,9 @@ def load(path: Path | None = None) -> Assignment:
         raise ConfigError(f"assignment file {path} cannot be read: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"assignment file {path} is not valid TOML: {exc}") from exc
+    found = problems(data)
+    if found:
+        raise ConfigError(f"assignment file {path}: " + "; ".join(found))
     try:
         return _build(data, path)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

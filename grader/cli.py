@@ -147,6 +147,41 @@ def gc(
                f"build cache: {report.cache_bytes_freed / 2**20:.0f} MiB freed")
 
 
+BUNDLED_SOLUTION = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "reference"
+
+
+@app.command()
+def validate(
+    file: Annotated[Path | None, typer.Argument(help="The assignment file. Default: GRADER_ASSIGNMENT_FILE, "
+                                                     "else checks/assignments/counter_backend.toml.")] = None,
+    solution: Annotated[Path | None, typer.Option(
+        help="A repository holding the course's own solution. Default: the bundled reference "
+             "(tests/fixtures/reference in a source checkout).")] = None,
+    reference: Annotated[Path | None, typer.Option(help="Source to build Dockerfile-only solutions with.")] = None,
+) -> None:
+    """Check an assignment file and grade the course's own solution with it: exit 0 only when the file
+    is valid AND the solution gets full marks (run it after every rubric change, before students push)."""
+    from grader.engine import Engine
+    from grader.pipeline import grade
+
+    settings = get_settings()
+    try:
+        rubric = assignment_mod.load(file or settings.assignment_file)
+        typer.echo(f"✓ {rubric.source}: valid ({len(rubric.variants)} variants, max {rubric.max_score:g} points)")
+        repo = solution or BUNDLED_SOLUTION
+        if not repo.is_dir():
+            raise ConfigError(f"no solution to grade at {repo}: pass --solution DIR (the course's own solution)")
+        facts, scored = grade(repo, rubric, settings, Engine(settings), reference=reference and reference.resolve())
+    except (GraderError, SubmissionError) as exc:
+        _fail(exc, getattr(exc, "exit_code", 1))
+    missing = [f"{v.name}: {c.id}" for v in scored.variants for c in v.checks if c.required and c.status != "pass"]
+    if scored.score < scored.max_score:
+        typer.echo(f"✗ the solution scores {scored.score:g}/{scored.max_score:g}; failing: {', '.join(missing)}",
+                   err=True)
+        raise typer.Exit(1)
+    typer.echo(f"✓ the solution at {repo} scores {scored.score:g}/{scored.max_score:g}")
+
+
 @app.command()
 def doctor(docker_cli: Annotated[str | None, typer.Option(help="docker CLI to test.")] = None) -> None:
     """Check that this machine can grade: engine, BuildKit CLI, base image."""

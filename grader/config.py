@@ -5,7 +5,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from pydantic import ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from grader.errors import ConfigError
 
@@ -77,10 +77,19 @@ class Settings(BaseSettings):
             raise ConfigError(f"missing configuration: set {', '.join(missing)} (environment or .env)")
 
 
+_LIST_SETTINGS = {"groups": '["devops-2026"]', "branches": '["main", "master"]'}
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     try:
         return Settings()
+    except SettingsError as exc:  # a list given as plain text: say how to write it, in one line
+        field = next((f for f in _LIST_SETTINGS if f'"{f}"' in str(exc)), None)
+        if field is not None:
+            raise ConfigError(f"GRADER_{field.upper()} must be a JSON list, e.g. "
+                              f"GRADER_{field.upper()}='{_LIST_SETTINGS[field]}'") from None
+        raise ConfigError(f"bad configuration: {str(exc).splitlines()[0]}") from None
     except ValidationError as exc:
         problems = "; ".join(f"GRADER_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"bad configuration: {problems}") from None

@@ -103,7 +103,7 @@ def normalise(text: str, path: str = "Dockerfile") -> Normalised:
 
 
 def shingles(words: list[str]) -> frozenset[str]:
-    """Word K-grams of one unit (the unit whole when shorter); \x1f never occurs in a Dockerfile word."""
+    """Word K-grams of one unit (the unit whole when shorter), words joined by the unit separator."""
     if len(words) <= K:
         return frozenset({"\x1f".join(words)})
     return frozenset("\x1f".join(words[i:i + K]) for i in range(len(words) - K + 1))

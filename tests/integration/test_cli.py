@@ -93,3 +93,24 @@ def test_gc_command_reports_what_it_removed():
     result = grader("gc", "--older-than", "3600")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("removed ") and "build cache:" in result.stdout
+
+
+def test_validate_passes_the_default_rubric_with_the_bundled_solution_at_full_marks():
+    result = grader("validate")
+    assert result.returncode == 0, result.stderr
+    assert "valid (3 variants, max 5 points)" in result.stdout and "scores 5/5" in result.stdout
+
+
+def test_validate_fails_a_valid_rubric_the_solution_cannot_satisfy(tmp_path):
+    from grader.assignment import DEFAULT_ASSIGNMENT
+    text = DEFAULT_ASSIGNMENT.read_text(encoding="utf-8")
+    assert "json = { count = 1 }" in text
+    strict = tmp_path / "course.toml"
+    strict.write_text(text.replace("json = { count = 1 }", "json = { count = 7 }", 1), encoding="utf-8")
+    result = grader("validate", str(strict))
+    assert result.returncode == 1, result.stderr
+    assert "valid" in result.stdout and "scores 0.5/5" in result.stderr and "http_contract" in result.stderr
+    broken = tmp_path / "broken.toml"
+    broken.write_text(text.replace("advisory", "advisroy", 1), encoding="utf-8")
+    result = grader("validate", str(broken))
+    assert result.returncode == 2 and "did you mean advisory?" in result.stderr

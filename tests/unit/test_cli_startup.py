@@ -42,3 +42,13 @@ def test_database_of_a_newer_schema_stops_the_start(role, tmp_path):
     result = start(role, tmp_path)
     assert result.returncode == 2
     assert "newer than this grader's" in result.stderr and "backup" in result.stderr
+
+
+@pytest.mark.parametrize("name, value, fix", [
+    ("GRADER_GROUPS", "devops-2026", """GRADER_GROUPS='["devops-2026"]'"""),
+    ("GRADER_BRANCHES", "main", """GRADER_BRANCHES='["main", "master"]'"""),
+])
+def test_a_list_setting_written_as_plain_text_is_one_line_with_the_fix(tmp_path, name, value, fix):
+    result = start("serve", tmp_path, **{name: value})
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"grader: {name} must be a JSON list, e.g. {fix}"
