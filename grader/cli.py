@@ -526,12 +526,13 @@ def similarity(
     dirs: Annotated[list[Path], typer.Argument(help="Students' repositories: local directories or git checkouts.")],
     fmt: Annotated[SimilarityFormat, typer.Option("--format", help="Report format.")] = SimilarityFormat.text,
     top: Annotated[int | None, typer.Option(
-        help="Show this many pairs. Default: 20 in text, every scored pair in json and csv.")] = None,
+        help="Show this many pairs. Default: 20 in text, every listed pair in json and csv.")] = None,
     base: Annotated[list[Path] | None, typer.Option(
         help="Another course file never counted as evidence (a Dockerfile, or a directory of them); "
-             "repeatable. The assignment's [similarity] base files always are.")] = None,
+             "repeatable. The assignment file's base files always are.")] = None,
     assignment: Annotated[Path | None, typer.Option(
-        help="Assignment file with the [similarity] table. Default: checks/assignments/counter_backend.toml.")] = None,
+        help="Assignment file whose similarity table says what to discount and when to flag. "
+             "Default: checks/assignments/counter_backend.toml.")] = None,
 ) -> None:
     """Compare students' Dockerfiles pairwise, the course's skeleton discounted: top pairs, scores,
     matching lines side by side, and who pushed first. A high score is a reason to look, not a verdict."""

@@ -107,6 +107,13 @@ def test_students_who_follow_the_lecture_are_not_flagged_and_would_be_without_it
     assert scores(cohort, without)[("abramova", "belov", "nonroot")].flagged  # control
 
 
+def test_files_passed_with_base_are_course_material_too(cohort):
+    pair = [r for r in cohort if Path(r.id).name in ("kuznetsova", "zaitsev")]
+    assert scores(pair)[("kuznetsova", "zaitsev", ALL)].flagged  # control
+    with_base = load_config(A, [COHORT / "kuznetsova" / "counter-backend"])  # e.g. a TA's posted example
+    assert not any(p.flagged for p in scores(pair, with_base).values())
+
+
 def test_the_recipe_written_in_a_spelling_of_ones_own_is_still_skeleton():
     # Flags in another order than the course's files: no base file holds these 3-grams.
     recipe = ("FROM python:3.11.6-slim-bookworm\nCOPY . .\n"
