@@ -39,8 +39,8 @@ def to_csv(pairs: Sequence[Pair]) -> str:
 
 def to_text(pairs: Sequence[Pair], threshold: float, top: int, skipped: Sequence[str] = ()) -> str:
     flagged = sum(p.flagged for p in pairs)
-    lines = [f"{flagged} of {len(pairs)} scored pair(s) at or above the threshold {threshold:.2f}; "
-             f"showing the top {min(top, len(pairs))}.", ADVICE, ""]
+    lines = [f"{flagged} of {len(pairs)} listed pair(s) flagged (score at least {threshold:.2f}; pairs under "
+             f"{threshold / 2:.2f} are not listed); showing the top {min(top, len(pairs))}.", ADVICE, ""]
     for p in pairs[:top]:
         lines.extend(_pair_text(p))
     lines.extend(f"skipped: {s}" for s in skipped)
