@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 GRADER := .venv/bin/grader
 
-.PHONY: setup demo test test-fast test-oldest typecheck lint bench
+.PHONY: setup demo test test-fast test-pure test-oldest typecheck lint bench
 
 setup:
 	scripts/setup
@@ -16,6 +16,10 @@ test: setup
 
 test-fast:
 	.venv/bin/pytest -m "not docker"
+
+# Nothing but Python: no engine, no Redis, no PostgreSQL (a laptop).
+test-pure:
+	.venv/bin/pytest -m "not docker and not services"
 
 # The same tests on Debian's Python 3.11.2, which the worker image on the local base runs.
 test-oldest:

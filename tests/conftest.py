@@ -86,3 +86,15 @@ def stack_images() -> Iterator[dict[str, str]]:
         yield images
     finally:
         subprocess.run(["/usr/bin/docker", "rmi", "-f", tag], capture_output=True, timeout=120)
+
+
+# -- test tiers ---------------------------------------------------------------------------------
+# pure: nothing but Python and the filesystem; services: also Redis/PostgreSQL; docker: an engine.
+# `make test-pure` runs the first tier on a laptop with none of them.
+SERVICE_FIXTURES = {"pg_url", "pg_database", "store_url", "store", "push", "graded", "broker_url", "database_url"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("docker"):
+            item.add_marker(pytest.mark.services)
