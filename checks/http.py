@@ -3,7 +3,8 @@
 from checks import Evidence, failed, passed, skipped, variant_check
 
 
-@variant_check("http_contract", reads=("runtime",), reasons=("not_ready", "not_run", "not_started", "ok", "oom", "probe", "silent", "wrong_port"))
+@variant_check("http_contract", reads=("runtime",),
+               reasons=("not_ready", "not_run", "not_started", "ok", "oom", "probe", "silent", "wrong_port"))
 def http_contract(v, a):
     r = v.runtime
     if r is None:
