@@ -5,8 +5,8 @@ Importing this package registers them; each module's messages are in `messages/<
 
 from __future__ import annotations
 
-# Importing the modules fills the registries.
-from checks import build, entrypoint, http, hygiene, lint, policy, secrets, size, stages, user  # noqa: E402,F401
+# isort: off
+# The re-exports come first: the check modules imported below take them from this package.
 from grader.checkapi import (  # noqa: F401  (re-exported for the check modules)
     GLOBAL_CHECKS,
     VARIANT_CHECKS,
@@ -18,3 +18,7 @@ from grader.checkapi import (  # noqa: F401  (re-exported for the check modules)
     skipped,
     variant_check,
 )
+
+# Importing the modules fills the registries.
+from checks import build, entrypoint, http, hygiene, lint, policy, secrets, size, stages, user  # noqa: E402,F401
+# isort: on

@@ -2,8 +2,8 @@
 
 It never touches Docker directly (that is `engine`), and always leaves the engine as it
 found it: containers removed, the job's images removed unless asked to keep them.
-Builds run one after another (later variants reuse the cache of earlier ones); each built
-image is run and probed in a worker thread while the next variant builds.
+The variants build at once (BuildKit shares their common steps); each built image is run and
+probed in a worker thread while the others still build.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,17 +84,23 @@ def grade(repo: Path, assignment: Assignment, settings: Settings, engine: Engine
 
 
 def _gather(job: Job, assigned: dict[str, Assigned]) -> dict[str, VariantFacts]:
-    # Two runs per image (the main one, and one with PORT moved) at once, while later variants build.
+    # The variants build at once (up to GRADER_PARALLEL_BUILDS): BuildKit merges the steps they share
+    # and overlaps the downloads. Each image is run as soon as it is built, twice at once (the main
+    # run, and one with PORT moved), while the others still build.
+    builders = ThreadPoolExecutor(max_workers=max(1, min(job.settings.parallel_builds, len(assigned))),
+                                  thread_name_prefix=f"build-{job.id}")
     pool = ThreadPoolExecutor(max_workers=max(2, 2 * len(assigned)), thread_name_prefix=f"run-{job.id}")
     runs: list[Future[None]] = []
     try:
-        variants = {}
-        for name, a in assigned.items():
-            v = variants[name] = _build(job, a)
+        building = {builders.submit(_build, job, a): name for name, a in assigned.items()}
+        built: dict[str, VariantFacts] = {}
+        for done in as_completed(building):
+            v = built[building[done]] = done.result()
             if v.build is not None and v.build.succeeded:
                 runs.append(pool.submit(_run_main, job, v))
                 if job.assignment.port_env and job.assignment.alt_port:
                     runs.append(pool.submit(_run_port, job, v))
+        variants = {name: built[name] for name in assigned}  # the rubric's order, whatever finished first
         for future in runs:
             future.result()  # each worker fills in its own part of its variant's facts
         for v in variants.values():
@@ -105,6 +111,7 @@ def _gather(job: Job, assigned: dict[str, Assigned]) -> dict[str, VariantFacts]:
         # On an error or Ctrl-C the workers see `cancelled`, stop waiting and remove their
         # containers; whatever is left is removed by label.
         job.cancelled.set()
+        builders.shutdown(wait=True, cancel_futures=True)
         pool.shutdown(wait=True, cancel_futures=True)
         job.engine.remove_job(job.id, images=not job.settings.keep_images)
         job.engine.trim_cache(job.settings.build_cache_bytes)

@@ -46,11 +46,13 @@ def test_fail_under_turns_a_low_score_into_exit_5(tmp_path):
     assert "1.5/5" in result.stdout
 
 
-def test_empty_repository_is_a_one_line_error_with_exit_1(tmp_path):
+def test_empty_repository_is_a_one_line_error_with_exit_1_in_the_reports_language(tmp_path):
     result = grader("check", str(tmp_path))
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
-    assert "no Dockerfile found" in result.stderr
+    assert "не найдено ни одного Dockerfile" in result.stderr and str(tmp_path) not in result.stderr
+    english = grader("check", str(tmp_path), "--lang", "en")
+    assert english.returncode == 1 and "No Dockerfile found" in english.stderr
 
 
 def test_unreachable_engine_is_exit_4_with_advice(tmp_path):
