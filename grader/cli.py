@@ -87,11 +87,16 @@ def check(
              "default on, GRADER_ISOLATE_NETWORK). Off: port 8080 is published on 127.0.0.1, e.g. for a "
              "student's own machine.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
+    cache: Annotated[bool, typer.Option(
+        "--cache/--no-cache", help="Reuse the verdict of an earlier grading of exactly these Dockerfiles and "
+                                   "build contexts (GRADER_VERDICT_CACHE; never for a verdict an infrastructure "
+                                   "problem touched).")] = True,
 ) -> None:
     """Grade a local repository: find, build, run and probe the three Dockerfile variants."""
     from grader.engine import Engine
     from grader.messages import refusal
-    from grader.pipeline import grade
+    from grader.pipeline import grade_report
+    from grader.verdict_cache import VerdictCache
 
     settings = get_settings().model_copy()
     if build_timeout is not None:
@@ -108,8 +113,10 @@ def check(
         if reference is not None and not reference.is_dir():
             raise ConfigError(f"--reference {reference}: not a directory")
         engine = Engine(settings)
-        facts, scored = grade(path, rubric, settings, engine, reference=reference and reference.resolve(),
-                              log_dir=logs, progress=progress)
+        verdicts = VerdictCache(settings.work_dir / "verdicts") if cache and settings.verdict_cache else None
+        report, total = grade_report(path, rubric, settings, engine, lang.value if lang else rubric.language,
+                                     reference=reference and reference.resolve(), log_dir=logs, progress=progress,
+                                     cache=verdicts, source=str(path))
     except SubmissionError as exc:
         _fail(refusal(exc, lang.value if lang else rubric.language), SubmissionError.exit_code)
     except GraderError as exc:
@@ -117,11 +124,10 @@ def check(
     except KeyboardInterrupt:
         typer.echo("grader: interrupted; containers and images of this run were removed", err=True)
         raise typer.Exit(130) from None
-    report = report_mod.to_json(facts, scored, rubric, (lang.value if lang else rubric.language))
     render = {Format.text: report_mod.render_text, Format.json: report_mod.render_json,
               Format.markdown: report_mod.render_markdown}[fmt]
     sys.stdout.write(render(report).rstrip("\n") + "\n")
-    if fail_under is not None and scored.score < fail_under:
+    if fail_under is not None and total < fail_under:
         raise typer.Exit(5)
 
 

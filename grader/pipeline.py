@@ -15,19 +15,23 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from grader.assignment import Assignment
 from grader.config import Settings
-from grader.discovery import Assigned, discover
+from grader.discovery import Assigned, Discovery, discover
 from grader.engine import ContainerFailed, Engine, Running, context_facts
 from grader.errors import GraderError
-from grader.facts import BuildFacts, PolicyFacts, RuntimeFacts, SubmissionFacts, VariantFacts
+from grader.facts import BuildFacts, Note, PolicyFacts, RuntimeFacts, SubmissionFacts, VariantFacts
 from grader.lint import hadolint
 from grader.messages import note as note_text
 from grader.policy import allowed_bases, gate
 from grader.probe import NotReady, run_probes, wait_ready
+from grader.report import to_json
 from grader.scoring import Scored, score
+from grader.verdict_cache import VerdictCache, cacheable
+from grader.verdict_cache import key as verdict_key
 
 Progress = Callable[[str], None]
 PORT_RUN_PATIENCE_S = 10.0
@@ -51,9 +55,9 @@ class Job:
 
 def grade(repo: Path, assignment: Assignment, settings: Settings, engine: Engine,
           reference: Path | None = None, log_dir: Path | None = None,
-          progress: Progress = lambda _msg: None) -> tuple[SubmissionFacts, Scored]:
+          progress: Progress = lambda _msg: None, found: Discovery | None = None) -> tuple[SubmissionFacts, Scored]:
     reference = reference or assignment.reference
-    found = discover(repo, assignment, reference)
+    found = found or discover(repo, assignment, reference)
     if not engine.has_image(assignment.base_image):
         raise GraderError(f"base image {assignment.base_image} is not on the engine; "
                           "run scripts/setup (it builds a local stand-in when no registry answers)")
@@ -81,6 +85,29 @@ def grade(repo: Path, assignment: Assignment, settings: Settings, engine: Engine
                               "nothing of it was kept (raise GRADER_JOB_TIMEOUT_S if builds are this slow)")
         facts = SubmissionFacts(job.repo, variants, found.notes)
         return facts, score(facts, assignment)
+
+
+def grade_report(repo: Path, assignment: Assignment, settings: Settings, engine: Engine, lang: str, *,
+                 reference: Path | None = None, log_dir: Path | None = None, progress: Progress = lambda _m: None,
+                 cache: VerdictCache | None = None, source: str = "local") -> tuple[dict, float]:
+    """The report (JSON data) and score, from the verdict cache when this exact input was graded
+    before (`source` names what it was, e.g. a commit, for the next one to quote)."""
+    found = discover(repo, assignment, reference or assignment.reference)
+    digest = None
+    if cache is not None and engine.has_image(assignment.base_image):
+        digest = verdict_key(found, assignment, engine.inspect_image(assignment.base_image).image_id, lang)
+        entry = cache.get(digest)
+        if entry is not None:
+            progress(f"same Dockerfiles and build contexts as {entry['source']}: its verdict is reused")
+            report = dict(entry["report"])
+            reused = Note("reused", source=entry["source"], graded_at=entry["graded_at"])
+            report["notes"] = [note_text(reused, lang), *report["notes"]]
+            return report, float(report["score"])
+    facts, scored = grade(repo, assignment, settings, engine, reference, log_dir, progress, found)
+    report = to_json(facts, scored, assignment, lang)
+    if cache is not None and digest is not None and cacheable(facts, assignment):
+        cache.put(digest, report, source, datetime.now(UTC).isoformat(timespec="seconds"))
+    return report, scored.score
 
 
 def _gather(job: Job, assigned: dict[str, Assigned]) -> dict[str, VariantFacts]:

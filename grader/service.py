@@ -71,7 +71,9 @@ class Service:
         if post:
             self._status(sub, "running", "grading…")
         try:
-            result = self.grade_commit(sub.project_id, sub.sha, f"sub-{sub.id}")
+            # a first grading may reuse an identical input's verdict; a regrade always grades for real
+            result = self.grade_commit(sub.project_id, sub.sha, f"sub-{sub.id}", reuse=previous is None,
+                                       source=f"{sub.project_path}, commit {sub.sha[:8]}")
         except GraderError:
             raise  # the task retries it, then gives up
         except Exception as exc:
@@ -90,11 +92,14 @@ class Service:
             self._publish(sub, result, comment=previous is None or verdict(previous) != verdict(result))
         return Outcome("graded", result["score"])
 
-    def grade_commit(self, project_id: int, sha: str, workspace: str) -> dict:
+    def grade_commit(self, project_id: int, sha: str, workspace: str, *, reuse: bool = False,
+                     source: str | None = None) -> dict:
         """The report for one commit, graded here and now; writes nothing (the store, GitLab).
-        `grader grade` without --post and `regrade --dry-run` use it as it is."""
+        `grader grade` without --post and `regrade --dry-run` use it as it is. `reuse`: take the
+        verdict of an identical earlier input (an unchanged re-push) instead of building again."""
         from grader.engine import Engine
-        from grader.pipeline import grade
+        from grader.pipeline import grade_report
+        from grader.verdict_cache import VerdictCache
 
         try:
             with Workspace(self.settings.work_dir, workspace) as ws:
@@ -102,9 +107,12 @@ class Service:
                 repo = extract_archive(archive, ws.path / "src", max_bytes=self.settings.max_archive_bytes,
                                        max_files=self.settings.max_archive_files,
                                        max_file_bytes=self.settings.max_file_bytes)
-                facts, scored = grade(repo, self.assignment, self.settings, Engine(self.settings),
-                                      reference=self.assignment.reference)
-                return report_mod.to_json(facts, scored, self.assignment, self.assignment.language)
+                cache = VerdictCache(self.settings.work_dir / "verdicts") if reuse and self.settings.verdict_cache \
+                    else None
+                report, _ = grade_report(repo, self.assignment, self.settings, Engine(self.settings),
+                                         self.assignment.language, reference=self.assignment.reference, cache=cache,
+                                         source=source or f"project {project_id}, commit {sha[:8]}")
+                return report
         except SubmissionError as exc:
             return self._refusal(refusal(exc, self.assignment.language))
 

@@ -133,7 +133,7 @@ def test_a_post_that_can_get_better_is_kept_for_a_retry(service, fake, graded):
 
 def _grades_as(service: Service, monkeypatch, report: dict) -> None:
     """Stands in for the engine-bound step only (archive → pipeline); everything else is real."""
-    monkeypatch.setattr(service, "grade_commit", lambda project_id, sha, workspace: report)
+    monkeypatch.setattr(service, "grade_commit", lambda project_id, sha, workspace, **_options: report)
 
 
 def test_a_regrade_with_the_same_verdict_updates_the_status_but_posts_no_new_comment(
