@@ -1,33 +1,25 @@
-"""Renders a scored grading as JSON (the contract), plain text, or Markdown (for GitLab)."""
+"""Renders a scored grading as JSON (the contract), plain text (terminals, CI job logs) or Markdown
+(the GitLab comment). Both texts lead with what to fix (grader/digest.py decides the order); every
+word comes from the catalogue (checks/messages/report.toml). The HTML page is grader/html.py's.
+"""
 
 from __future__ import annotations
 
-import io
 import json
-from typing import TYPE_CHECKING
+import re
+import textwrap
+from datetime import UTC, datetime
 
 import grader
 from grader.assignment import Assignment
+from grader.digest import MARK, Digest, Item, digest
 from grader.facts import SubmissionFacts
 from grader.messages import message, note, title
 from grader.report_model import SCHEMA, validate
 from grader.scoring import CheckResult, Scored, VariantScore
 
-if TYPE_CHECKING:  # rich is imported only when a text report is rendered: JSON runs start faster
-    from rich.console import Console
-    from rich.table import Table
-
-MARK = {"pass": "✓", "fail": "✗", "warn": "!", "skip": "–"}
-LABELS = {
-    "ru": {"variant": "Вариант", "file": "Файл", "built": "Сборка", "size": "Размер", "layers": "Слоёв",
-           "uid": "uid", "stop": "Остановка", "score": "Баллы", "total": "Итого", "sizes": "Размеры образов",
-           "check": "Проверка", "result": "Результат", "evidence": "Подробности", "yes": "да", "no": "нет",
-           "line": "строка"},
-    "en": {"variant": "Variant", "file": "File", "built": "Built", "size": "Size", "layers": "Layers",
-           "uid": "uid", "stop": "Stop", "score": "Score", "total": "Total", "sizes": "Image sizes",
-           "check": "Check", "result": "Result", "evidence": "Details", "yes": "yes", "no": "no",
-           "line": "line"},
-}
+REPRODUCE = "grader check ."
+INLINE_EVIDENCE_LINES = 8  # longer evidence (build logs) is collapsed in the comment
 
 
 def to_json(facts: SubmissionFacts, scored: Scored, assignment: Assignment, lang: str) -> dict:
@@ -43,6 +35,7 @@ def to_json(facts: SubmissionFacts, scored: Scored, assignment: Assignment, lang
         "variants": [_variant_json(v, assignment, lang) for v in scored.variants],
         "checks": [_check_json(c, lang) for c in scored.checks],
         "notes": [note(n, lang) for n in facts.discovery_notes],
+        "assignment_title": assignment.title.get(lang) or assignment.id,
     }
     validate(report)
     return report
@@ -93,99 +86,204 @@ def _check_json(c: CheckResult, lang: str) -> dict:
     }
 
 
+def with_provenance(report: dict, **provenance: object) -> dict:
+    """The report with where it comes from (commit, project URL, times, lateness), validated."""
+    out = dict(report, provenance={k: v for k, v in provenance.items() if v is not None})
+    validate(out)
+    return out
+
+
 def render_json(report: dict) -> str:
     return json.dumps(report, ensure_ascii=False, indent=2)
 
 
-def _mb(size: int | None) -> str:
-    return f"{size / 1e6:.0f} MB" if size is not None else "—"
+# -- shared pieces --------------------------------------------------------------------------------
+_CODE = re.compile(r"(`[^`]*`)")
 
 
-def _secs(x: float | None) -> str:
-    return f"{x:.1f} s" if x is not None else "—"
+def plain(message: str) -> str:
+    """A catalogue sentence without its code-span backticks."""
+    return message.replace("`", "")
+
+
+def when(iso: str | None) -> str:
+    """An ISO 8601 time as `2026-03-01 12:00 UTC` (the same in every language)."""
+    if not iso:
+        return "—"
+    try:
+        at = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    return (at.astimezone(UTC) if at.tzinfo else at).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def summary_parts(d: Digest) -> list[tuple[str, str, str]]:
+    """(name, mark, points) per variant and assignment-wide check: the one-line overview."""
+    parts = [(v.name, MARK["pass"] if v.counts else MARK["fail"], d.pts(v.score, v.max_score)) for v in d.variants]
+    return parts + [(g.title, MARK[g.status], d.pts(g.points, g.max_points)) for g in d.global_checks]
+
+
+def where(d: Digest, item: Item) -> str:
+    if not item.variants:
+        return ""
+    return d.t("in_variant" if len(item.variants) == 1 else "in_variants", names=", ".join(item.variants))
+
+
+def evidence_lines(d: Digest, item: Item) -> list[str]:
+    several = len({e["path"] for e in item.evidence if e["line"]}) > 1
+    lines: list[str] = []
+    for e in item.evidence:
+        if e["line"] and several:
+            prefix = f"{e['path']}:{e['line']}: "
+        elif e["line"]:
+            prefix = d.t("line", line=e["line"]) + ": "
+        else:
+            prefix = ""
+        lines += (prefix + e["text"]).splitlines() or [prefix]
+    return lines
+
+
+def provenance_parts(d: Digest) -> list[str]:
+    p = d.provenance
+    parts = []
+    if p.get("sha"):
+        parts.append(d.t("commit", sha=p["sha"][:8]))
+    if p.get("graded_at"):
+        parts.append(d.t("graded_at", when=when(p["graded_at"])))
+    if p.get("late") is not None:
+        parts.append(d.t("late" if p["late"] else "on_time"))
+    if p.get("deadline"):
+        parts.append(d.t("deadline", when=when(p["deadline"])))
+    parts.append(d.t("versions", version=d.grader_version, assignment=d.assignment) if p
+                 else d.t("local", version=d.grader_version, assignment=d.assignment))
+    return parts
+
+
+# -- text -------------------------------------------------------------------------------------------
 
 
 def render_text(report: dict, width: int = 110) -> str:
-    from rich.console import Console
-    from rich.table import Table
-
-    lang = report["language"]
-    t = LABELS[lang]
-    out = io.StringIO()
-    console = Console(file=out, width=width, force_terminal=False, color_system=None)
-    console.print(f"{report['assignment']}: {t['total']} {_pts(report['score'])}/{_pts(report['max_score'])}")
-    for line in report["notes"]:
-        console.print(f"  · {line}")
-    table = Table(t["variant"], t["file"], t["built"], t["size"], "uid", t["stop"], t["score"])
-    for v in report["variants"]:
-        table.add_row(v["name"], v["dockerfile"] or "—", _secs(v["build_seconds"]) if v["built"] else t["no"],
-                      _mb(v["image_size_bytes"]), str(v["runtime_uid"]) if v["runtime_uid"] is not None else "—",
-                      _secs(v["stop_seconds"]), f"{_pts(v['score'])}/{_pts(v['max_score'])}")
-    console.print(table)
-    for v in report["variants"]:
-        console.print(f"\n{v['name']} — {v['title']}: {_pts(v['score'])}/{_pts(v['max_score'])}")
-        for c in v["checks"]:
-            _text_check(console, c, t)
-    console.print(f"\n{t['sizes']}")
-    console.print(_size_table(report, t))
-    for c in report["checks"]:
-        _text_check(console, c, t)
-    return out.getvalue()
-
-
-def _text_check(console: Console, c: dict, t: dict) -> None:
-    console.print(f"  {MARK[c['status']]} {c['title']}: {c['message']}", highlight=False, markup=False)
-    if c["status"] in ("fail", "warn"):
-        for e in c["evidence"]:
-            prefix = f"{t['line']} {e['line']}: " if e["line"] else ""
-            for line in (prefix + e["text"]).splitlines():
-                console.print(f"      │ {line}", highlight=False, markup=False)
+    d = digest(report)
+    out: list[str] = [f"{d.title} — {d.t('total', score=d.pts(d.score, d.max_score))}"]
+    if d.error:
+        return "\n".join([*out, "", d.t("refused_heading"), _wrap(plain(d.error), width, "  ")]) + "\n"
+    out.append(" · ".join(f"{name} {mark} {pts}" for name, mark, pts in summary_parts(d)))
+    out += [_wrap(d.t("rule"), width, ""), _wrap(d.t("legend"), width, ""), "", d.t("fix_heading")]
+    if not d.fixes:
+        out.append("  " + d.t("nothing_to_fix"))
+    for n, item in enumerate(d.fixes, 1):
+        out += _text_item(d, item, f"{n}.", width)
+    if d.advice:
+        out += ["", d.t("advice_heading")]
+        for item in d.advice:
+            out += _text_item(d, item, "", width)
+    if d.notes:
+        out += ["", d.t("notes_heading")] + [_wrap(plain(n), width, "  · ", "    ") for n in d.notes]
+    out += ["", d.t("passed_heading", count=d.passed_count)]
+    for v in d.variants:
+        if v.passed:
+            out.append(_wrap(f"{v.name}: " + ", ".join(v.passed), width, "  ", "    "))
+    if d.passed_global:
+        out.append(_wrap(", ".join(d.passed_global), width, "  ", "    "))
+    out += ["", d.t("sizes_heading")]
+    header = [d.t("variant"), d.t("file"), d.t("size"), d.t("layers"), d.t("score")]
+    rows = [[s.name, v.dockerfile or "—", d.size(s.size_bytes), d.num(s.layers), d.pts(v.score, v.max_score)]
+            for s, v in zip(d.sizes, d.variants, strict=True)]
+    out += _columns([header, *rows])
+    out += ["", d.t("provenance_heading"), _wrap(" · ".join(provenance_parts(d)), width, "  ", "  "),
+            "  " + d.t("reproduce", command=REPRODUCE)]
+    return "\n".join(out) + "\n"
 
 
-def _size_table(report: dict, t: dict) -> Table:
-    from rich.table import Table
+def _text_item(d: Digest, item: Item, number: str, width: int) -> list[str]:
+    scope = where(d, item)
+    lines = ["  " + " ".join(x for x in (MARK[item.status], number, item.title) if x) + (f" ({scope})" if scope else "")]
+    refs = " · ".join(loc.label for loc in item.locations)
+    lines.append(_wrap((refs + " — " if refs else "") + plain(item.message), width, "      ", "      "))
+    lines += [f"      │ {line}" for line in evidence_lines(d, item)]
+    return lines
 
-    table = Table(t["variant"], t["size"], t["layers"])
-    for v in report["variants"]:
-        table.add_row(v["name"], _mb(v["image_size_bytes"]), str(v["layer_count"] or "—"))
-    return table
+
+def _wrap(s: str, width: int, first: str, rest: str | None = None) -> str:
+    return textwrap.fill(s, width=width, initial_indent=first, subsequent_indent=first if rest is None else rest,
+                         break_long_words=False, break_on_hyphens=False) or first.rstrip()
 
 
-def _pts(x: float) -> str:
-    return f"{x:g}"
+def _columns(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+# -- Markdown (GitLab) ------------------------------------------------------------------------------
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~#!$])")
+
+
+def md_text(s: str) -> str:
+    """Student-controlled text made inert for GitLab: no emphasis, links, HTML, tables or mentions."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", s.replace("&", "&amp;").replace("\n", " "))
+    return escaped.replace("@", "@\u200b")  # a zero-width space: "@user" names nobody
+
+
+def md_inline(message: str) -> str:
+    """A catalogue sentence for GitLab: its `code` spans kept, everything else escaped."""
+    return "".join(part if _CODE.fullmatch(part) else md_text(part) for part in _CODE.split(message))
+
+
+def md_code(s: str, *, cell: bool = False) -> str:
+    """`s` as a code span (in a table cell a `|` would end the cell even there)."""
+    body = s.replace("`", "\u02bc").replace("\n", " ")
+    return "`" + (body.replace("|", "\\|") if cell else body) + "`"
+
+
+def md_link(label: str, url: str | None) -> str:
+    return f"[{md_text(label)}]({url.replace(')', '%29').replace(' ', '%20')})" if url else md_code(label)
 
 
 def render_markdown(report: dict) -> str:
-    t = LABELS[report["language"]]
-    lines = [f"## {report['assignment']}: **{_pts(report['score'])}/{_pts(report['max_score'])}**", ""]
-    lines += [f"- {n}" for n in report["notes"]] + ([""] if report["notes"] else [])
-    lines += [f"| {t['variant']} | {t['file']} | {t['built']} | {t['size']} | uid | {t['score']} |",
-              "|---|---|---|---|---|---|"]
-    for v in report["variants"]:
-        lines.append(f"| {v['name']} | `{v['dockerfile'] or '—'}` | {t['yes'] if v['built'] else t['no']} | "
-                     f"{_mb(v['image_size_bytes'])} | {v['runtime_uid'] if v['runtime_uid'] is not None else '—'} | "
-                     f"{_pts(v['score'])}/{_pts(v['max_score'])} |")
-    for v in report["variants"]:
-        lines += ["", f"### {v['title']} ({v['name']}): {_pts(v['score'])}/{_pts(v['max_score'])}", ""]
-        lines += _md_checks(v["checks"], t)
-    lines += ["", f"### {t['sizes']}", "", f"| {t['variant']} | {t['size']} | {t['layers']} |", "|---|---|---|"]
-    lines += [f"| {v['name']} | {_mb(v['image_size_bytes'])} | {v['layer_count'] or '—'} |" for v in report["variants"]]
-    lines += [""] + _md_checks(report["checks"], t)
-    return "\n".join(lines) + "\n"
+    d = digest(report)
+    total = d.t("total", score=f"**{d.pts(d.score, d.max_score)}**")
+    out = [f"## {md_text(d.title)} — {total}", ""]
+    if d.error:
+        return "\n".join([*out, f"**{d.t('refused_heading')}**: {md_inline(d.error)}", ""])
+    out += [" · ".join(f"**{name}** {mark} {pts}" for name, mark, pts in summary_parts(d)), "",
+            md_text(d.t("rule")) + "  ", f"<sub>{md_text(d.t('legend'))}</sub>", "", f"### {d.t('fix_heading')}", ""]
+    if not d.fixes:
+        out.append(md_text(d.t("nothing_to_fix")))
+    for n, item in enumerate(d.fixes, 1):
+        out += _md_item(d, item, f"{n}.")
+    if d.advice:
+        out += ["", f"### {md_text(d.t('advice_heading'))}", ""]
+        for item in d.advice:
+            out += _md_item(d, item, "-")
+    if d.notes:
+        out += ["", f"### {d.t('notes_heading')}", ""] + [f"- {md_inline(n)}" for n in d.notes]
+    out += ["", f"<details><summary>{MARK['pass']} {d.t('passed_heading', count=d.passed_count)}</summary>", ""]
+    for v in d.variants:
+        if v.passed:
+            out += [f"**{md_text(v.title)} ({v.name})**: " + " · ".join(md_text(t) for t in v.passed), ""]
+    if d.passed_global:
+        out += [" · ".join(md_text(t) for t in d.passed_global), ""]
+    out += ["</details>", "", f"### {d.t('sizes_heading')}", "",
+            f"| {d.t('variant')} | {d.t('file')} | {d.t('size')} | {d.t('layers')} | {d.t('score')} |",
+            "|---|---|---|---|---|"]
+    out += [f"| {s.name} | {md_code(v.dockerfile or '—', cell=True)} | {d.size(s.size_bytes)} | {d.num(s.layers)} | "
+            f"{d.pts(v.score, v.max_score)} |" for s, v in zip(d.sizes, d.variants, strict=True)]
+    out += ["", "<sub>" + " · ".join(md_text(p) for p in provenance_parts(d)) + " · "
+            + md_text(d.t("reproduce", command="")) + md_code(REPRODUCE) + "</sub>"]
+    return "\n".join(out) + "\n"
 
 
-def _md_checks(checks: list[dict], t: dict) -> list[str]:
-    lines = [f"| | {t['check']} | {t['result']} |", "|---|---|---|"]
-    details = []
-    for c in checks:
-        lines.append(f"| {MARK[c['status']]} | {c['title']} | {_md_cell(c['message'])} |")
-        if c["status"] in ("fail", "warn") and c["evidence"]:
-            body = "\n".join((f"{t['line']} {e['line']}: " if e["line"] else "") + e["text"] for e in c["evidence"])
-            details += ["", f"<details><summary>{MARK[c['status']]} {c['title']}: {t['evidence']}</summary>",
-                        "", "```", body.replace("```", "ʼʼʼ"), "```", "</details>"]
-    return lines + details
-
-
-def _md_cell(text: str) -> str:
-    # Student-controlled text (probe bodies, paths) must not open HTML in the GitLab comment.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("\n", " ")
+def _md_item(d: Digest, item: Item, bullet: str) -> list[str]:
+    pad = " " * (len(bullet) + 1)
+    scope = where(d, item)
+    lines = [f"{bullet} {MARK[item.status]} **{md_text(item.title)}**" + (f" — {md_text(scope)}" if scope else "")
+             + "  "]
+    refs = " · ".join(md_link(loc.label, loc.url) for loc in item.locations)
+    lines.append(pad + (refs + " — " if refs else "") + md_inline(item.message))
+    ev = [line.replace("```", "ʼʼʼ") for line in evidence_lines(d, item)]
+    if not ev:
+        return lines
+    block = ["", pad + "```", *(pad + line for line in ev), pad + "```"]
+    if item.status == "fail" and len(ev) <= INLINE_EVIDENCE_LINES:
+        return lines + block
+    return lines + ["", f"{pad}<details><summary>{d.t('details')}</summary>", *block, "", f"{pad}</details>"]

@@ -65,6 +65,20 @@ class Variant(_Strict):
     max_score: float
 
 
+class Provenance(_Strict):
+    """Where a grade comes from, filled by the service (absent from a local `grader check`, whose
+    file references are then plain path:line)."""
+
+    sha: str | None = Field(default=None, description="The commit graded.")
+    project: str | None = Field(default=None, description="The project's path, e.g. devops-2026/ivanov-docker.")
+    project_url: str | None = Field(default=None, description="The project's web URL: file references link to "
+                                    "{project_url}/-/blob/{sha}/{path}#L{line}.")
+    received_at: str | None = Field(default=None, description="When the push arrived (ISO 8601).")
+    graded_at: str | None = Field(default=None, description="When the grading ended (ISO 8601).")
+    late: bool | None = Field(default=None, description="The push came after the deadline.")
+    deadline: str | None = Field(default=None, description="The deadline it was judged by (ISO 8601).")
+
+
 class Report(_Strict):
     schema_: Literal["grader.report/1"] = Field(alias="schema")
     grader_version: str
@@ -76,6 +90,8 @@ class Report(_Strict):
     checks: list[Check] = Field(description="Assignment-wide checks, e.g. size_comparison.")
     notes: list[str] = Field(description="What discovery says (files taken, ignored, misplaced), in the language.")
     error: str | None = Field(default=None, description="Why the submission could not be graded at all.")
+    assignment_title: str | None = Field(default=None, description="The assignment's title in the language.")
+    provenance: Provenance | None = Field(default=None, description="Commit, times and lateness (the service's).")
 
 
 def json_schema() -> str:

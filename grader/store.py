@@ -8,10 +8,16 @@ Celery worker too) gets its own connections.
 States of a submission::
 
     queued ──start──► running ──finish──► graded
-       │                 └──mark_ungradable──► ungradable
-       ├──supersede_older──► superseded
+       │                 ├──mark_ungradable──► ungradable
+       │                 └──supersede (an older commit than one already recorded)──► superseded
+       ├──supersede_older / supersede──► superseded ──revive (it was the newer one after all)──► queued
        └──mark_ungradable──► ungradable
     graded / ungradable ──requeue (regrade)──► queued
+    skipped: a push the webhook recorded only to say on its commit why it is not graded (another branch)
+
+Push time: `pushed_at` is when GitLab says the commit was pushed (its push events), or when the push
+arrived; `pushed_at_source` says which (`push_event` | `received`; null while a queued submission
+is not resolved yet, which its worker does first). `late` is judged by `pushed_at` once resolved.
 
 At most one submission per (project, SHA) is queued, running or graded: a partial unique index
 says so, and `event_uuid` is unique, so two processes recording the same push race on the
@@ -71,6 +77,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.schema import CreateTable
 from sqlalchemy.types import TypeDecorator
 
 from grader.errors import ConfigError, GraderError
@@ -78,7 +85,7 @@ from grader.errors import ConfigError, GraderError
 DEFAULT_URL = "sqlite:///grader.sqlite3"  # as in grader.config
 CONNECT_TIMEOUT_S = 5  # PostgreSQL: an unreachable server is a startup error within seconds
 SQLITE_BUSY_TIMEOUT_S = 30.0
-SCHEMA_VERSION = 1  # raise it with every change of the tables, and migrate older ones in Store._check_schema
+SCHEMA_VERSION = 2  # raise it with every change of the tables, and migrate older ones in Store._check_schema
 _PG_CREATE_LOCK = 0x67726472  # advisory lock: two processes creating the tables at once wait in turn
 _SHA = re.compile(r"[0-9a-f]{40}")
 
@@ -89,11 +96,14 @@ class State(enum.StrEnum):
     GRADED = "graded"
     UNGRADABLE = "ungradable"
     SUPERSEDED = "superseded"
+    SKIPPED = "skipped"
 
 
 # A push of a SHA that is in one of these states is a duplicate (no second job).
 ACTIVE = (State.QUEUED, State.RUNNING, State.GRADED)
 POST_KINDS = ("status", "comment")
+PUSH_TIME_SOURCES = ("push_event", "received")  # GitLab's push events, or our arrival time
+ORIGINS = ("push", "merge_request", "catch_up", "instructor")  # webhook push, MR event, grade-group, grade --post
 
 
 class StoreUnavailable(GraderError):
@@ -161,6 +171,12 @@ class Submission(Base):
     # The report page's address: unguessable, so a student cannot read others' reports by
     # counting ids. Kept across regrades (the link on the commit stays valid).
     token: Mapped[str | None] = mapped_column(String(32))
+    # -- schema version 2 --
+    pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # when the commit was pushed (see source)
+    pushed_at_source: Mapped[str | None] = mapped_column(String(16))  # PUSH_TIME_SOURCES; null: not resolved yet
+    before_sha: Mapped[str | None] = mapped_column(String(40))  # the branch's head before this push (null: new)
+    origin: Mapped[str | None] = mapped_column(String(16))  # ORIGINS; null: recorded before version 2
+    merge_request_iid: Mapped[int | None] = mapped_column(Integer)  # graded for this merge request (origin MR)
 
     __table_args__ = (
         CheckConstraint(f"state IN ({_in(State)})", name="ck_submissions_state"),
@@ -206,6 +222,19 @@ class PendingPost(Base):
         return f"<PendingPost {self.id} {self.kind} of submission {self.submission_id} attempts={self.attempts}>"
 
 
+class Extension(Base):
+    """A deadline extension granted with `grader extend`: a student (as the scoreboard names them)
+    or a project path (lower case) → the new deadline. The extensions file's entries are not here."""
+
+    __tablename__ = "extensions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(512), unique=True)
+    until: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 def new_report_token() -> str:
     return secrets.token_urlsafe(16)  # 128 bits, 22 URL-safe characters
 
@@ -218,6 +247,51 @@ def _migrate_0_to_1(conn: Connection) -> None:
                      {"token": new_report_token(), "id": id})
     table = Base.metadata.tables[Submission.__tablename__]  # a Table, where `__table__` is typed a FromClause
     next(i for i in table.indexes if i.name == "ix_submissions_token").create(conn)
+
+
+_V2_COLUMNS = ("pushed_at", "pushed_at_source", "before_sha", "origin", "merge_request_iid")
+
+
+def _migrate_1_to_2(conn: Connection) -> None:
+    """Version 1 → 2: push time and its source, the push's `before`, where a submission came from
+    and its merge request (new columns), the state `skipped` (the state's CHECK constraint), and
+    the table `extensions` (made by create_all). Submissions graded before keep the arrival time as
+    their push time, said so (`received`); queued and running ones are resolved by their worker.
+
+    PostgreSQL alters the table in place. SQLite cannot change a CHECK constraint, so the table is
+    rebuilt the way SQLite documents (lang_altertable.html, "other kinds of table schema changes"):
+    a new table, the rows copied, the old one dropped, the new one renamed, the indexes made again;
+    the caller has turned foreign keys off for this transaction, so dropping the old table does not
+    cascade to the outbox, whose rows keep pointing at `submissions`.
+    """
+    table = Base.metadata.tables[Submission.__tablename__]
+    columns = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    if conn.dialect.name == "sqlite":
+        kept = [c.name for c in table.columns if c.name in columns]
+        ddl = str(CreateTable(table).compile(dialect=conn.dialect))
+        assert ddl.lstrip().startswith(f"CREATE TABLE {table.name} ("), ddl[:80]
+        conn.exec_driver_sql(ddl.replace(f"CREATE TABLE {table.name} (", f"CREATE TABLE {table.name}_v2 (", 1))
+        names = ", ".join(kept)
+        conn.exec_driver_sql(f"INSERT INTO {table.name}_v2 ({names}) SELECT {names} FROM {table.name}")
+        conn.exec_driver_sql(f"DROP TABLE {table.name}")
+        conn.exec_driver_sql(f"ALTER TABLE {table.name}_v2 RENAME TO {table.name}")
+        for index in table.indexes:
+            index.create(conn)
+        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+        if broken:
+            raise GraderError(f"migrating the database to schema version 2 broke foreign keys: {broken[:3]}")
+    else:
+        for name in _V2_COLUMNS:
+            if name not in columns:
+                kind = table.c[name].type.compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
+        check = next(c for c in table.constraints
+                     if isinstance(c, CheckConstraint) and c.name == "ck_submissions_state")
+        conn.exec_driver_sql(f"ALTER TABLE {table.name} DROP CONSTRAINT IF EXISTS ck_submissions_state")
+        conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD CONSTRAINT ck_submissions_state CHECK ({check.sqltext})")
+    conn.execute(update(Submission)
+                 .where(Submission.pushed_at.is_(None), Submission.state.not_in((State.QUEUED, State.RUNNING)))
+                 .values(pushed_at=Submission.received_at, pushed_at_source="received"))
 
 
 class SchemaInfo(Base):
@@ -244,6 +318,15 @@ class GradedSummary:
     score: float
     max_score: float
     token: str | None = None
+    pushed_at: datetime | None = None  # None: not resolved (judged by received_at)
+    pushed_at_source: str | None = None
+    ref: str = "refs/heads/main"
+    merge_request_iid: int | None = None
+
+    @property
+    def push_time(self) -> datetime:
+        """When it was pushed, as well as is known: GitLab's push time, else the arrival."""
+        return self.pushed_at or self.received_at
 
 
 class Store:
@@ -261,11 +344,12 @@ class Store:
         # SQLite: reads begin with a plain BEGIN and do not take the write lock.
         self._read = sessionmaker(self._engine.execution_options(grader_read_only=True), expire_on_commit=False)
         try:
-            with self._engine.begin() as conn:
-                if self.dialect == "postgresql":
-                    conn.execute(select(func.pg_advisory_xact_lock(_PG_CREATE_LOCK)))
-                Base.metadata.create_all(conn)
-                found = self._check_schema(conn)
+            with self._engine.connect() as conn, _foreign_keys_off(conn):
+                with conn.begin():
+                    if self.dialect == "postgresql":
+                        conn.execute(select(func.pg_advisory_xact_lock(_PG_CREATE_LOCK)))
+                    Base.metadata.create_all(conn)
+                    found = self._check_schema(conn)
         except (OperationalError, InterfaceError) as e:
             self._engine.dispose()
             hint = "is PostgreSQL running and the database created?" if self.dialect == "postgresql" \
@@ -287,12 +371,20 @@ class Store:
         A new database (create_all just made its tables) is stamped with ours."""
         found = conn.execute(select(SchemaInfo.version).where(SchemaInfo.id == 1)).scalar()
         if found is None:
-            # No stamp: new, or made by the first release (version 0), which had no report tokens.
+            # No stamp: new (create_all just made every table as it is now), or made by the first
+            # release (version 0), which had no report tokens.
             columns = {c["name"] for c in inspect(conn).get_columns("submissions")}
+            if "token" in columns and set(_V2_COLUMNS) <= columns:
+                conn.execute(insert(SchemaInfo).values(id=1, version=SCHEMA_VERSION))
+                return SCHEMA_VERSION
             if "token" not in columns:
                 _migrate_0_to_1(conn)
-            conn.execute(insert(SchemaInfo).values(id=1, version=SCHEMA_VERSION))
-            return SCHEMA_VERSION
+            conn.execute(insert(SchemaInfo).values(id=1, version=1))
+            found = 1
+        if found == 1:
+            _migrate_1_to_2(conn)
+            conn.execute(update(SchemaInfo).where(SchemaInfo.id == 1).values(version=2))
+            found = 2
         return found
 
     def close(self) -> None:
@@ -315,27 +407,46 @@ class Store:
     # -- submissions ----------------------------------------------------------------------------
 
     def record_push(self, *, project_id: int, project_path: str, student: str, sha: str, ref: str,
-                    event_uuid: str | None, received_at: datetime, late: bool) -> tuple[Submission, bool]:
+                    event_uuid: str | None, received_at: datetime, late: bool, pushed_at: datetime | None = None,
+                    pushed_at_source: str | None = None, before_sha: str | None = None, origin: str = "push",
+                    merge_request_iid: int | None = None, skipped: str | None = None) -> tuple[Submission, bool]:
         """Records a push, or finds the one it repeats: (submission, created).
 
         A repeat is the same `event_uuid` (GitLab redelivering), or the same project and SHA
         while that commit is queued, running or graded. created=False means: enqueue nothing.
+
+        `pushed_at`/`pushed_at_source`: the push time when already known (grade-group reads it from
+        GitLab's push events); else the worker resolves it. `before_sha`: the branch's previous
+        head (the push event's `before`; None or zeros for a new branch). `skipped`: why this push
+        is not graded — it is recorded `skipped`, only for its commit to be told so.
         """
         sha = sha.lower()
         if not _SHA.fullmatch(sha):
             raise ValueError(f"not a 40-hex commit SHA: {sha!r}")
-        if received_at.tzinfo is None:
-            raise ValueError("received_at must be an aware datetime")
+        if received_at.tzinfo is None or (pushed_at is not None and pushed_at.tzinfo is None):
+            raise ValueError("received_at and pushed_at must be aware datetimes")
+        if (pushed_at is None) != (pushed_at_source is None) or (pushed_at_source not in (None, *PUSH_TIME_SOURCES)):
+            raise ValueError(f"pushed_at and pushed_at_source ({PUSH_TIME_SOURCES}) go together")
+        if origin not in ORIGINS:
+            raise ValueError(f"origin must be one of {ORIGINS}, not {origin!r}")
+        before = before_sha.lower() if before_sha else None
+        if before is not None and (not _SHA.fullmatch(before) or before == "0" * 40):
+            before = None
         last: IntegrityError | None = None
         for _ in range(5):
             try:
                 with self._session() as s:
-                    existing = self._find_duplicate(s, project_id, sha, event_uuid)
+                    # a skipped push repeats only its own delivery
+                    existing = self._find_duplicate(s, project_id, sha, event_uuid) if skipped is None \
+                        else self._find_event(s, event_uuid)
                     if existing is not None:
                         return existing, False
                     sub = Submission(project_id=project_id, project_path=project_path, student=student, sha=sha,
-                                     ref=ref, event_uuid=event_uuid, state=State.QUEUED.value,
-                                     received_at=received_at, late=late, token=new_report_token())
+                                     ref=ref, event_uuid=event_uuid,
+                                     state=(State.SKIPPED if skipped is not None else State.QUEUED).value,
+                                     error=skipped, received_at=received_at, late=late, token=new_report_token(),
+                                     pushed_at=pushed_at, pushed_at_source=pushed_at_source, before_sha=before,
+                                     origin=origin, merge_request_iid=merge_request_iid)
                     s.add(sub)
                     s.flush()
                 return sub, True
@@ -344,12 +455,17 @@ class Store:
         raise StoreUnavailable(f"could not record push {sha} of project {project_id}: {_first_line(last)}")
 
     def _find_duplicate(self, s: Session, project_id: int, sha: str, event_uuid: str | None) -> Submission | None:
-        if event_uuid is not None:
-            found = s.scalars(select(Submission).where(Submission.event_uuid == event_uuid)).first()
-            if found is not None:
-                return found
+        found = self._find_event(s, event_uuid)
+        if found is not None:
+            return found
         return s.scalars(select(Submission).where(Submission.project_id == project_id, Submission.sha == sha,
                                                   Submission.state.in_(ACTIVE))).first()
+
+    @staticmethod
+    def _find_event(s: Session, event_uuid: str | None) -> Submission | None:
+        if event_uuid is None:
+            return None
+        return s.scalars(select(Submission).where(Submission.event_uuid == event_uuid)).first()
 
     def forget(self, id: int) -> None:
         """Removes a submission that was just recorded and could not be queued (with its posts), so
@@ -409,18 +525,110 @@ class Store:
             return _rowcount(result) == 1
 
     def supersede_older(self, project_id: int, newer_id: int) -> list[int]:
-        """Marks the project's queued submissions recorded before `newer_id` superseded; their ids.
-        A late push never supersedes an on-time one: on deadline night the queue is long, and the
-        student's last on-time push must still be graded."""
+        """Marks the project's queued submissions of the same branch recorded before `newer_id`
+        superseded; their ids. A late push never supersedes an on-time one: on deadline night the
+        queue is long, and the student's last on-time push must still be graded.
+
+        Recorded earlier is taken as pushed earlier, except where GitLab's own `before` says
+        otherwise: when a recorded push was made on top of `newer_id`'s commit, that commit is the
+        older one, delivered late, and supersedes nothing (`newer_than_by_push` finds it)."""
         with self._session() as s:
             newer = s.get(Submission, newer_id)
+            if newer is not None and self._newer_by_push(s, newer) is not None:
+                return []
             on_time_kept = Submission.late.is_(True) if newer is not None and newer.late else true()
+            same_branch = Submission.ref == newer.ref if newer is not None else true()
             ids = s.scalars(update(Submission)
                             .where(Submission.project_id == project_id, Submission.id < newer_id,
-                                   Submission.state == State.QUEUED, on_time_kept)
+                                   same_branch, Submission.state == State.QUEUED, on_time_kept)
                             .values(state=State.SUPERSEDED, finished_at=utcnow())
                             .returning(Submission.id)).all()
         return sorted(ids)
+
+    @staticmethod
+    def _newer_by_push(s: Session, sub: Submission) -> Submission | None:
+        return s.scalars(select(Submission)
+                         .where(Submission.project_id == sub.project_id, Submission.ref == sub.ref,
+                                Submission.before_sha == sub.sha, Submission.id != sub.id,
+                                Submission.state != State.SKIPPED)
+                         .order_by(Submission.id.desc())).first()
+
+    def newer_than_by_push(self, id: int) -> Submission | None:
+        """A recorded push of the same branch made on top of this submission's commit (its
+        `before` is this commit): proof that this one is older, whatever order they arrived in."""
+        with self._session(write=False) as s:
+            sub = s.get(Submission, id)
+            return self._newer_by_push(s, sub) if sub is not None else None
+
+    def supersede(self, id: int) -> bool:
+        """queued/running → superseded: a newer commit of the branch is already recorded."""
+        with self._session() as s:
+            result = s.execute(update(Submission)
+                               .where(Submission.id == id, Submission.state.in_((State.QUEUED, State.RUNNING)))
+                               .values(state=State.SUPERSEDED, finished_at=utcnow()))
+            return _rowcount(result) == 1
+
+    def revive(self, id: int) -> bool:
+        """superseded → queued: it was superseded by a push that turned out older (delivered late).
+        False when it is not superseded, or its commit is live in another row."""
+        try:
+            with self._session() as s:
+                result = s.execute(update(Submission).where(Submission.id == id, Submission.state == State.SUPERSEDED)
+                                   .values(state=State.QUEUED, started_at=None, finished_at=None))
+                return _rowcount(result) == 1
+        except IntegrityError:
+            return False
+
+    def set_push_time(self, id: int, pushed_at: datetime, source: str, late: bool) -> None:
+        """Records when the commit was pushed (and which clock says so), and lateness judged by it."""
+        if source not in PUSH_TIME_SOURCES or pushed_at.tzinfo is None:
+            raise ValueError(f"push time must be aware and its source one of {PUSH_TIME_SOURCES}")
+        with self._session() as s:
+            s.execute(update(Submission).where(Submission.id == id)
+                      .values(pushed_at=pushed_at, pushed_at_source=source, late=late))
+
+    def same_branch(self, id: int, limit: int = 10) -> list[Submission]:
+        """The other submissions of this one's project and branch that are or were in line to be
+        graded (queued, running, graded, superseded), newest recorded first."""
+        with self._session(write=False) as s:
+            sub = s.get(Submission, id)
+            if sub is None:
+                return []
+            return list(s.scalars(select(Submission)
+                                  .where(Submission.project_id == sub.project_id, Submission.ref == sub.ref,
+                                         Submission.id != id, Submission.sha != sub.sha,
+                                         Submission.state.in_((*ACTIVE, State.SUPERSEDED)))
+                                  .order_by(Submission.id.desc()).limit(limit)))
+
+    def active_for_commit(self, project_id: int, sha: str) -> Submission | None:
+        """The queued, running or graded submission of this commit, if any."""
+        with self._session(write=False) as s:
+            return s.scalars(select(Submission).where(Submission.project_id == project_id, Submission.sha == sha,
+                                                      Submission.state.in_(ACTIVE))).first()
+
+    # -- extensions -----------------------------------------------------------------------------
+
+    def set_extension(self, key: str, until: datetime, reason: str | None = None) -> None:
+        """Grants (or changes) an extension for a student or a project path."""
+        if until.tzinfo is None:
+            raise ValueError("until must be an aware datetime")
+        key = key.strip().strip("/").lower() if "/" in key else key.strip()
+        with self._session() as s:
+            found = s.scalars(select(Extension).where(Extension.key == key)).first()
+            if found is None:
+                s.add(Extension(key=key, until=until, reason=reason, created_at=utcnow()))
+            else:
+                found.until, found.reason = until, reason
+
+    def remove_extension(self, key: str) -> bool:
+        key = key.strip().strip("/").lower() if "/" in key else key.strip()
+        with self._session() as s:
+            return _rowcount(s.execute(delete(Extension).where(Extension.key == key))) == 1
+
+    def extensions(self) -> dict[str, tuple[datetime, str | None]]:
+        """Every extension granted with `grader extend`: key → (until, reason)."""
+        with self._session(write=False) as s:
+            return {e.key: (e.until, e.reason) for e in s.scalars(select(Extension).order_by(Extension.key))}
 
     def requeue(self, ids: Iterable[int]) -> list[int]:
         """graded/ungradable → queued (regrade); the ids requeued. The previous grade (score and
@@ -468,7 +676,7 @@ class Store:
         too); neither: all. `latest_only`: only the latest push of each project.
         """
         q = select(Submission.id, Submission.project_id, Submission.sha, Submission.state, Submission.received_at)
-        q = q.where(Submission.state != State.SUPERSEDED)
+        q = q.where(Submission.state.not_in((State.SUPERSEDED, State.SKIPPED)))
         if project_path is not None:
             q = q.where(Submission.project_path == project_path.strip("/"))
         if group_prefix is not None:
@@ -497,18 +705,20 @@ class Store:
             rows = s.execute(select(Submission.id, Submission.project_id, Submission.project_path,
                                     Submission.student, Submission.sha, Submission.received_at,
                                     Submission.finished_at, Submission.late, Submission.score, Submission.max_score,
-                                    Submission.token)
+                                    Submission.token, Submission.pushed_at, Submission.pushed_at_source,
+                                    Submission.ref, Submission.merge_request_iid)
                              # graded, or being regraded with its previous grade kept
                              .where(or_(Submission.state == State.GRADED,
                                         and_(Submission.state.in_((State.QUEUED, State.RUNNING)),
                                              Submission.score.is_not(None))))
                              .order_by(Submission.received_at, Submission.id)).all()
         summaries: list[GradedSummary] = []
-        for id, project_id, project_path, student, sha, received_at, finished_at, late, score, max_score, token in rows:
+        for (id, project_id, project_path, student, sha, received_at, finished_at, late, score, max_score, token,
+             pushed_at, pushed_at_source, ref, mr_iid) in rows:
             # finish() sets both scores as it makes a submission graded; nothing clears them
             assert score is not None and max_score is not None, f"graded submission {id} has no score"
             summaries.append(GradedSummary(id, project_id, project_path, student, sha, received_at, finished_at, late,
-                                           score, max_score, token))
+                                           score, max_score, token, pushed_at, pushed_at_source, ref, mr_iid))
         return summaries
 
     def reports(self, ids: Iterable[int]) -> dict[int, dict]:
@@ -615,6 +825,23 @@ class Store:
         with self._session(write=False) as s:
             return s.scalar(select(func.count()).select_from(PendingPost)
                             .where(PendingPost.delivered_at.is_(None), PendingPost.abandoned_at.is_(None))) or 0
+
+
+@contextlib.contextmanager
+def _foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """SQLite: foreign keys off on this connection until the block ends (a table rebuild must not
+    cascade). The pragma is a no-op inside a transaction, so it goes to the driver's connection
+    before the block begins one. Nothing to do on PostgreSQL."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
 
 
 def _rowcount(result: Result[Any]) -> int:

@@ -71,11 +71,12 @@ def test_missing_reference_directory_is_a_usage_error(tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_during_a_run_removes_its_containers_images_and_temp_dirs(engine, signum, tmp_path):
     env = {**os.environ, "GRADER_INSTANCE": INSTANCE, "TMPDIR": str(tmp_path)}
-    proc = subprocess.Popen([*GRADER, "check", str(REFERENCE_REPO), "-q"], stdout=subprocess.DEVNULL,
+    # --no-cache: an earlier test graded the same input, and its verdict would be reused at once
+    proc = subprocess.Popen([*GRADER, "check", str(REFERENCE_REPO), "-q", "--no-cache"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env)
     mine = {"label": f"{LABEL_INSTANCE}={INSTANCE}"}
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not engine.client.containers.list(filters=mine):
+    while time.monotonic() < deadline and proc.poll() is None and not engine.client.containers.list(filters=mine):
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before a container was seen"
     proc.send_signal(signum)

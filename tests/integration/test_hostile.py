@@ -80,7 +80,7 @@ def test_output_floods_keep_the_grader_and_its_report_small(name):
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result = subprocess.run(
         [sys.executable, "-m", "grader.cli", "check", str(HOSTILE / name), "--reference", str(REFERENCE_SOURCE),
-         "--format", "json", "-q"],
+         "--format", "json", "-q", "--no-cache"],  # measured on a real grading, not a reused verdict
         capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "GRADER_INSTANCE": INSTANCE})
     assert result.returncode == 0, result.stderr
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -168,7 +168,7 @@ def test_grader_secrets_never_reach_builds_containers_or_reports(tmp_path):
            "DATABASE_URL": f"postgresql://grader:{secret}@db/grader"}
     result = subprocess.run(
         [sys.executable, "-m", "grader.cli", "check", str(repo), "--reference", str(REFERENCE_SOURCE),
-         "--format", "json", "-q", "--logs", str(tmp_path / "logs")],
+         "--format", "json", "-q", "--no-cache", "--logs", str(tmp_path / "logs")],
         capture_output=True, text=True, timeout=600, check=False, env=env)
     assert result.returncode == 0, result.stderr
     log = (tmp_path / "logs" / "single.build.log").read_text()
