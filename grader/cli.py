@@ -247,6 +247,9 @@ def _startup_checks(settings: Settings) -> Store:
 def worker(
     ctx: typer.Context,
     concurrency: Annotated[int, typer.Option(help="Gradings at once on this machine (each builds and runs).")] = 1,
+    beat: Annotated[bool, typer.Option(
+        "--beat/--no-beat", help="Also run the periodic reconciler (re-sends what the broker lost, delivers due "
+                                 "posts every GRADER_RECONCILE_S). Safe on several workers at once.")] = True,
 ) -> None:
     """Start a Celery worker that grades submissions (extra arguments go to celery worker)."""
     from grader.tasks import app as celery_app
@@ -257,7 +260,10 @@ def worker(
         _startup_checks(settings).close()  # each worker process opens its own
     except GraderError as exc:
         _fail(exc, exc.exit_code)
-    celery_app.worker_main(["worker", "--loglevel=INFO", f"--concurrency={concurrency}", *ctx.args])
+    schedule = settings.work_dir / f"beat-{settings.instance}"  # beat's own bookkeeping, per instance
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    extra = ["--beat", f"--schedule={schedule}"] if beat else []
+    celery_app.worker_main(["worker", "--loglevel=INFO", f"--concurrency={concurrency}", *extra, *ctx.args])
 
 
 @app.command()

@@ -27,7 +27,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import gitlab
 import requests
@@ -56,6 +58,30 @@ def _marker(key: str) -> str:
 
 class GitLabUnavailable(GraderError):
     """GitLab could not be reached or did not answer properly; the same call may succeed later."""
+
+
+@dataclass(frozen=True)
+class PushEvent:
+    """One push to a branch, as GitLab's Events API records it (`push_data`): when GitLab took it,
+    whatever clock the student's commits carry."""
+
+    created_at: datetime
+    ref: str  # the branch name, e.g. "main"
+    commit_from: str | None  # the branch's previous head (None: the branch was created)
+    commit_to: str | None  # its new head (None: the branch was removed)
+    action: str  # "pushed" | "created" | "removed"
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """Who the grader's token acts as, and its scopes (None: GitLab would not say)."""
+
+    user_id: int
+    username: str
+    scopes: tuple[str, ...] | None
+
+
+ROLES = {10: "Guest", 15: "Planner", 20: "Reporter", 30: "Developer", 40: "Maintainer", 50: "Owner"}
 
 
 @dataclass(frozen=True)
@@ -136,6 +162,67 @@ class GitLab:
                 include_subgroups=True, with_shared=False, archived=False, order_by="id", sort="asc",
                 per_page=100, get_all=True, **_NO_RETRY)
         return [self._ref(p) for p in found]
+
+    def push_events(self, project_id: int, *, max_events: int = 300) -> list[PushEvent]:
+        """The project's branch pushes, newest first: GitLab's Events API (`GET /projects/:id/events
+        ?action=pushed`), at most `max_events` of them (GitLab keeps events for three years)."""
+        what = f"reading the push events of {self._describe(project_id)}"
+        found: list[PushEvent] = []
+        with self._translating(what, project_id=project_id):
+            events = self._gl.projects.get(project_id, lazy=True).events.list(
+                action="pushed", sort="desc", per_page=100, iterator=True, **_NO_RETRY)
+            for read, event in enumerate(events, start=1):
+                data = getattr(event, "push_data", None) or {}
+                created = _time(getattr(event, "created_at", None))
+                if data.get("ref_type") == "branch" and data.get("ref") and created is not None:
+                    found.append(PushEvent(created, str(data["ref"]), data.get("commit_from") or None,
+                                           data.get("commit_to") or None, str(data.get("action") or "pushed")))
+                if read >= max_events:
+                    break
+        return found
+
+    def merge_base(self, project_id: int, a: str, b: str) -> str | None:
+        """The SHA of the best common ancestor of two commits; None when they share no history.
+        `merge_base(p, a, b) == a` means `a` is an ancestor of `b`: an older state of it."""
+        what = f"finding the common ancestor of {a[:12]} and {b[:12]} in {self._describe(project_id)}"
+        with self._translating(what, project_id=project_id):
+            try:
+                found = self._gl.projects.get(project_id, lazy=True).repository_merge_base([a, b], **_NO_RETRY)
+            except glexc.GitlabGetError as e:
+                if e.response_code == 404 and "Merge Base" in str(e.error_message):
+                    return None
+                raise
+        return str(found["id"]) if isinstance(found, dict) else None
+
+    def token_info(self) -> TokenInfo:
+        """The token's user (python-gitlab's `auth()`) and scopes (`GET /personal_access_tokens/self`,
+        GitLab 15.5+; group and project access tokens are personal tokens of a bot user)."""
+        with self._translating("checking the grader's token"):
+            self._gl.auth()
+            user = self._gl.user
+            assert user is not None  # auth() sets it or raises
+            try:
+                data = self._gl.http_get("/personal_access_tokens/self", **_NO_RETRY)
+            except glexc.GitlabHttpError as e:
+                if e.response_code not in (403, 404, 405):
+                    raise
+                data = None
+        scopes = tuple(str(x) for x in data.get("scopes", ())) if isinstance(data, dict) else None
+        return TokenInfo(int(user.id), str(user.username), scopes)
+
+    def access_level(self, group: str, user_id: int) -> int | None:
+        """The user's role in `group`, inherited ones included (`GET /groups/:id/members/all/:user_id`);
+        None when the user is not a member."""
+        what = f"reading the role of user {user_id} in group {group}"
+        with self._translating(what, group=group):
+            try:
+                data = self._gl.http_get(f"/groups/{quote(group.strip('/'), safe='')}/members/all/{user_id}",
+                                         **_NO_RETRY)
+            except glexc.GitlabHttpError as e:
+                if e.response_code == 404 and "Group" not in str(e.error_message):
+                    return None
+                raise
+        return int(data["access_level"]) if isinstance(data, dict) and "access_level" in data else None
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -300,6 +387,17 @@ def _project_ref(ref: int | str, base_url: str) -> int | str:
     if ref.startswith(base_url + "/"):
         ref = ref[len(base_url) + 1 :]
     return ref.strip("/").removesuffix(".git").split("/-/", 1)[0]
+
+
+def _time(value: Any) -> datetime | None:
+    """GitLab's ISO 8601 times (`2017-02-09T10:43:19.667Z`) as aware UTC datetimes."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _shorten(text: str, limit: int) -> str:

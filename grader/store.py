@@ -652,10 +652,14 @@ class Store:
                 continue
         return done
 
-    def select_stuck(self, stale_after: timedelta) -> list[int]:
-        """Ids whose job may be missing from the queue: queued ones, and running ones started
+    def select_stuck(self, stale_after: timedelta, queued_before: datetime | None = None) -> list[int]:
+        """Ids whose job may be missing from the queue: queued ones (recorded before `queued_before`,
+        when given: a push just recorded is being published right now), and running ones started
         longer ago than `stale_after` (their worker died). After Redis lost its data, or a restore."""
-        stuck = or_(Submission.state == State.QUEUED,
+        queued = Submission.state == State.QUEUED
+        if queued_before is not None:
+            queued = and_(queued, Submission.received_at < queued_before)
+        stuck = or_(queued,
                     and_(Submission.state == State.RUNNING, Submission.started_at < utcnow() - stale_after))
         with self._session(write=False) as s:
             return list(s.scalars(select(Submission.id).where(stuck).order_by(Submission.id)))

@@ -8,6 +8,9 @@ longer than the longest job, so Redis does not hand a running job to a second wo
 
 from __future__ import annotations
 
+import json
+import logging
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import redis
@@ -16,6 +19,7 @@ from celery import Celery, Task
 from grader.config import get_settings
 from grader.errors import GraderError
 
+log = logging.getLogger(__name__)
 settings = get_settings()
 HARD_LIMIT_S = settings.job_timeout_s + 300  # the pipeline's own watchdog fires first
 
@@ -34,6 +38,7 @@ app.conf.update(
     accept_content=["json"],
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
+    beat_schedule={"reconcile": {"task": "grader.reconcile", "schedule": settings.reconcile_s}},
     worker_hijack_root_logger=False,
 )
 
@@ -72,6 +77,44 @@ def grade_submission(self: Task, submission_id: int) -> None:
         raise
     finally:
         deliver_posts.delay()
+
+
+@app.task(name="grader.reconcile", ignore_result=True)
+def reconcile() -> None:
+    """Every GRADER_RECONCILE_S (Celery beat, in every worker): what the database says is waiting
+    but the broker no longer holds — Redis restarted empty, a publish lost — is sent again, and due
+    posts are delivered. Nobody has to run `grader regrade --stuck`. A job sent twice is graded
+    once (Store.start takes a submission once)."""
+    held = ids_in_broker(_redis())
+    if held is None:  # the broker cannot say: sending blind could flood a long queue
+        return
+    stale = datetime.now(UTC) - timedelta(seconds=settings.reconcile_s)
+    lost = [i for i in service().store.select_stuck(settings.stale_after, queued_before=stale) if i not in held]
+    for submission_id in lost:
+        grade_submission.delay(submission_id)
+    if lost:
+        log.warning("re-sent %d submission(s) the broker no longer held: %s", len(lost), lost[:20])
+    deliver_posts.delay()
+
+
+def ids_in_broker(client: redis.Redis, queue: str = "celery") -> set[int] | None:
+    """Submission ids of grading tasks waiting in the queue or taken by a worker and not yet
+    acknowledged (kombu's Redis transport keeps those in the `unacked` hash); None when unreadable."""
+    try:
+        waiting = client.lrange(queue, 0, -1)
+        taken = [json.loads(v)[0] for v in client.hvals("unacked")]
+    except (redis.RedisError, ValueError, IndexError, TypeError):
+        return None
+    ids: set[int] = set()
+    for message in [*waiting, *taken]:
+        try:
+            body = json.loads(message) if isinstance(message, (bytes, str)) else message
+            headers = body.get("headers", {})
+            if headers.get("task") == "grader.grade":
+                ids.add(int(str(headers.get("argsrepr", "")).strip("(),[] ")))
+        except (ValueError, AttributeError, TypeError):
+            continue
+    return ids
 
 
 FOLLOW_UP_S = 5

@@ -260,3 +260,23 @@ def test_deliveries_that_end_gradings_join_one_delivery_chain(broker_url):
         assert tasks._start_chain(client) is True
     finally:
         client.delete(tasks._chain_key())
+
+
+def test_a_job_redis_lost_is_graded_without_an_operator(tmp_path, broker_url):
+    """The queue is emptied after the push was accepted (Redis restarted without its data): the
+    workers' reconciler sends it again by itself, and it is graded once."""
+    with FakeGitLab() as gitlab:
+        project, sha = gitlab.create_repo_project("devops-2026/lost-again-docker", tmp_path / "repos",
+                                                  source=REFERENCE_REPO)
+        database_url = f"sqlite:///{tmp_path / 'grader.db'}"
+        with service(tmp_path, gitlab, broker_url, database_url, worker=False) as (base, env):
+            answer = push(base, gitlab, project, sha)
+            redis.Redis.from_url(broker_url).delete("celery")  # lost
+            quick = {**env, "GRADER_RECONCILE_S": "2"}
+            with process(["worker", "--concurrency", "1"], quick, tmp_path / "worker.log"):
+                FakeGitLab.wait_until(lambda: "success" in states(gitlab, sha) and gitlab.comments, timeout=300)
+            board = scoreboard(env)
+    assert states(gitlab, sha) == ["pending", "running", "success"]
+    assert len(gitlab.comments) == 1
+    assert board["entries"][0]["latest_score"] == 5.0 and answer["duplicate"] is False
+    assert "re-sent 1 submission(s) the broker no longer held" in (tmp_path / "worker.log").read_text()
