@@ -117,6 +117,7 @@ def check(
         report, total = grade_report(path, rubric, settings, engine, lang.value if lang else rubric.language,
                                      reference=reference and reference.resolve(), log_dir=logs, progress=progress,
                                      cache=verdicts, source=str(path))
+        engine.trim_cache(settings.build_cache_bytes)  # a laptop has no worker doing it periodically
     except SubmissionError as exc:
         _fail(refusal(exc, lang.value if lang else rubric.language), SubmissionError.exit_code)
     except GraderError as exc:

@@ -6,6 +6,7 @@ translated here into `EngineUnavailable` / `GraderError` (ours) or into facts (t
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import shutil
@@ -14,8 +15,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from grader.config import Settings
 from grader.errors import EngineUnavailable, GraderError
 from grader.facts import BuildFacts, ContentsFacts, ContextFacts, ImageFacts
 from grader.logcap import CappedLog, tail_text
+
+log = logging.getLogger(__name__)
 
 LABEL_JOB = "grader.job"
 LABEL_INSTANCE = "grader.instance"
@@ -215,6 +218,21 @@ class Engine:
                           exit_code=proc.returncode, image_id=image_id if ok else None,
                           log_path=log_path, log_tail="" if ok else tail_text(log_path))
 
+    # -- one grading's lifetime on the engine ------------------------------------------------------
+    @contextmanager
+    def job(self, job: str, *, isolate: bool, keep_images: bool = False) -> Iterator[str | None]:
+        """Everything one grading creates on the engine, owned here: its network and firewall rules
+        (when isolated; the network's name is yielded), and every container and image labelled with
+        the job, swept on leaving however it is left (an error, Ctrl-C, the watchdog). When the
+        grading ended with an error, a failure to sweep is logged and the grading's error wins."""
+        with self.job_network(job) if isolate else nullcontext(None) as network:
+            try:
+                yield network
+            except BaseException:
+                _quietly(f"sweeping job {job}", lambda: self.remove_job(job, images=not keep_images))
+                raise
+            self.remove_job(job, images=not keep_images)
+
     # -- containers -----------------------------------------------------------------------
     @contextmanager
     def job_network(self, job: str) -> Iterator[str]:
@@ -233,9 +251,12 @@ class Engine:
         try:
             wall.close()
             yield net.name
-        finally:
-            wall.open()
-            self._remove_network(net.name)
+        except BaseException:  # the error that ended the job wins over a failed clean-up (logged)
+            _quietly(f"opening the firewall of job {job}", wall.open)
+            _quietly(f"removing the network of job {job}", lambda: self._remove_network(net.name))
+            raise
+        wall.open()
+        self._remove_network(net.name)
 
     def _remove_network(self, name: str) -> None:
         try:
@@ -520,6 +541,14 @@ def _kill_group(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait(timeout=30)
+
+
+def _quietly(what: str, action: Callable[[], object]) -> None:
+    """Clean-up while another error is on its way out: a failure here is logged, never raised over it."""
+    try:
+        action()
+    except Exception:  # noqa: BLE001 - logged; the caller re-raises the error that matters
+        log.exception("%s failed (after an earlier error)", what)
 
 
 def _short(exc: BaseException) -> str:

@@ -13,7 +13,6 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,7 +66,6 @@ def grade(repo: Path, assignment: Assignment, settings: Settings, engine: Engine
         job = Job(uuid.uuid4().hex[:12], repo.resolve(), log_dir or Path(tmp), assignment, settings, engine,
                   progress)
         job.log_dir.mkdir(parents=True, exist_ok=True)
-        isolation = engine.job_network(job.id) if settings.isolate_network else nullcontext(None)
         def expire() -> None:
             job.expired.set()
             job.cancelled.set()
@@ -76,7 +74,8 @@ def grade(repo: Path, assignment: Assignment, settings: Settings, engine: Engine
         watchdog.daemon = True
         watchdog.start()
         try:
-            with isolation as job.network:
+            # The engine owns what the job creates there, and sweeps it however this block is left.
+            with engine.job(job.id, isolate=settings.isolate_network, keep_images=settings.keep_images) as job.network:
                 variants = _gather(job, found.variants)
         finally:
             watchdog.cancel()
@@ -136,12 +135,10 @@ def _gather(job: Job, assigned: dict[str, Assigned]) -> dict[str, VariantFacts]:
         return variants
     finally:
         # On an error or Ctrl-C the workers see `cancelled`, stop waiting and remove their
-        # containers; whatever is left is removed by label.
+        # containers; whatever is left the engine's job sweeps by label (Engine.job).
         job.cancelled.set()
         builders.shutdown(wait=True, cancel_futures=True)
         pool.shutdown(wait=True, cancel_futures=True)
-        job.engine.remove_job(job.id, images=not job.settings.keep_images)
-        job.engine.trim_cache(job.settings.build_cache_bytes)
 
 
 def _tag(job: Job, variant: str) -> str:

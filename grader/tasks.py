@@ -95,6 +95,18 @@ def reconcile() -> None:
     if lost:
         log.warning("re-sent %d submission(s) the broker no longer held: %s", len(lost), lost[:20])
     deliver_posts.delay()
+    _collect_garbage()
+
+
+def _collect_garbage() -> None:
+    """This host's engine: what killed runs left (older than GRADER_GC_AFTER_S), and BuildKit's
+    cache trimmed to GRADER_BUILD_CACHE_BYTES — here, once a period, not inside every grading."""
+    from grader.engine import Engine
+
+    try:
+        Engine(settings).gc(settings.gc_after_s, settings.build_cache_bytes)
+    except GraderError as exc:  # the engine is down: the next grading will say so loudly
+        log.warning("garbage collection skipped: %s", exc)
 
 
 def ids_in_broker(client: redis.Redis, queue: str = "celery") -> set[int] | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from grader.engine import LABEL_INSTANCE, LABEL_JOB, Engine
@@ -37,3 +39,31 @@ def test_gc_leaves_recent_leftovers_for_running_jobs(engine):
         assert fresh.id in {c.id for c in engine.client.containers.list(all=True)}
     finally:
         fresh.remove(force=True)
+
+
+def test_a_jobs_leftovers_are_swept_when_it_ends_and_its_error_wins_over_a_failed_sweep(engine, settings, caplog,
+                                                                                      monkeypatch):
+    from grader.errors import GraderError
+    job = f"sweep-{uuid.uuid4().hex[:8]}"
+    mine = {"label": f"{LABEL_JOB}={job}"}
+    with engine.job(job, isolate=False):
+        engine.client.containers.create(settings_image(engine), command=["true"], labels=engine._labels(job))
+        assert engine.client.containers.list(all=True, filters=mine)
+    assert engine.client.containers.list(all=True, filters=mine) == []  # swept on leaving
+
+    def broken_sweep(*_a, **_k):
+        raise GraderError("the engine refused the sweep")
+
+    monkeypatch.setattr(engine, "remove_job", broken_sweep)
+    with pytest.raises(ValueError, match="the grading's own error"):
+        with engine.job(job, isolate=False):
+            raise ValueError("the grading's own error")
+    assert "sweeping job" in caplog.text and "the engine refused the sweep" in caplog.text
+    with pytest.raises(GraderError, match="refused the sweep"):  # control: without an error it is the error
+        with engine.job(job, isolate=False):
+            pass
+
+
+def settings_image(_engine) -> str:
+    from grader import assignment as assignment_mod
+    return assignment_mod.load().base_image
