@@ -61,6 +61,17 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class LatePolicy:
+    """`[late_policy]`: what a push after the deadline counts for on the scoreboard's `final_score`
+    (grader/deadlines.py). `none`: as graded (still marked late); `cap`: at most `cap` points;
+    `penalty_per_day`: `per_day` points off per started day late, never below 0."""
+
+    kind: str = "none"
+    cap: float | None = None
+    per_day: float | None = None
+
+
+@dataclass(frozen=True)
 class VariantRubric:
     name: str
     filename: str
@@ -99,6 +110,7 @@ class Assignment:
     console_scripts: tuple[str, ...] = ("server",)  # its console scripts, likewise
     final_image: FinalImage = FinalImage()
     policy: Policy = Policy()
+    late_policy: LatePolicy = LatePolicy()
 
     @property
     def max_score(self) -> float:
@@ -160,7 +172,15 @@ def _build(data: dict, path: Path) -> Assignment:
         console_scripts=tuple(head.get("console_scripts", ("server",))),
         final_image=_final_image(data.get("final_image", {})),
         policy=_policy(data.get("policy", {})),
+        late_policy=_late_policy(data.get("late_policy", {})),
     )
+
+
+def _late_policy(table: dict) -> LatePolicy:
+    """The table is checked by the schema (grader/assignment_schema.py) before this runs."""
+    cap, per_day = table.get("cap"), table.get("per_day")
+    return LatePolicy(kind=str(table.get("kind", "none")), cap=float(cap) if cap is not None else None,
+                      per_day=float(per_day) if per_day is not None else None)
 
 
 def _final_image(table: dict) -> FinalImage:

@@ -76,11 +76,33 @@ class _Global(_Strict):
     points: float = Field(ge=0)
 
 
+class _LatePolicy(_Strict):
+    """`[late_policy]`: what a push after the deadline (the student's, extensions included) counts for."""
+
+    kind: Literal["none", "cap", "penalty_per_day"] = "none"
+    cap: float | None = Field(default=None, ge=0)  # kind = "cap": a late push counts at most this many points
+    per_day: float | None = Field(default=None, ge=0)  # kind = "penalty_per_day": points off per started day
+
+    @model_validator(mode="after")
+    def _values_of_its_kind(self) -> _LatePolicy:
+        needs = {"cap": "cap", "penalty_per_day": "per_day"}
+        wanted = needs.get(self.kind)
+        if wanted is not None and getattr(self, wanted) is None:
+            example = "cap = 3.0 (the most a late push scores)" if wanted == "cap" \
+                else "per_day = 0.5 (points off per started day late)"
+            raise ValueError(f'kind = "{self.kind}" needs {example}')
+        extra = [name for name in needs.values() if name != wanted and getattr(self, name) is not None]
+        if extra:
+            raise ValueError(f'{", ".join(extra)} is not read with kind = "{self.kind}"')
+        return self
+
+
 class AssignmentFile(_Strict):
     assignment: _Head
     probes: list[_Probe] = Field(min_length=1)
     variants: list[_Variant] = Field(min_length=1)
     global_checks: list[_Global] = []
+    late_policy: _LatePolicy = _LatePolicy()
     # Tables with parsers of their own (grader/assignment.py), which refuse unknown keys themselves.
     final_image: dict[str, Any] = {}
     policy: dict[str, Any] = {}

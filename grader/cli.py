@@ -231,7 +231,7 @@ def serve(
         application = create_app(settings, _startup_checks(settings), enqueue, ready=broker_ready)
     except GraderError as exc:
         _fail(exc, exc.exit_code)
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    uvicorn.run(application, host=host, port=port, log_level="info", server_header=False)  # no banner
 
 
 def _startup_checks(settings: Settings) -> Store:

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     max_archive_bytes: int = 200 * 1024**2  # a fetched repository archive, uncompressed
     max_archive_files: int = 20_000
     max_file_bytes: int = 50 * 1024**2  # one file of a repository archive
+    # Merge Request events: grade the source branch head of an opened, reopened or updated MR.
+    grade_merge_requests: bool = False
+    extensions_file: Path | None = None  # CSV: project or student, until[, reason] (grader/deadlines.py)
+
+    # -- the web pages (grader/pages.py) ------------------------------------------------------
+    instructor_token: str | None = None  # Bearer token of the instructor pages; unset: they answer 401
+    page_rate_per_minute: int = 120  # requests to report pages per client address and minute
+    signin_rate_per_minute: int = 10  # sign-in attempts per client address and minute
 
     @field_validator("deadline")
     @classmethod

@@ -18,6 +18,7 @@ from grader.messages import number, text
 
 STATUS_LIMIT = 255  # GitLab refuses a longer commit-status description
 MARK = {"pass": "✓", "fail": "✗", "warn": "!", "skip": "–"}
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-ZА-ЯЁ])")
 
 
 @dataclass(frozen=True)
@@ -208,10 +209,13 @@ def status_description(report: dict, *, late: bool = False) -> str:
     elif d.full:
         parts.append(text("status", "full", d.lang))
     else:
-        names = [v.name for v in d.variants if not v.counts] + [i.title for i in d.fixes if not i.variants]
+        names = [v.name for v in d.variants if not v.counts] + [_sentence_start(i.title) for i in d.fixes
+                                                                 if not i.variants]
         head = text("status", "not_counted", d.lang, names=", ".join(names))
         if d.fixes:
-            cause = _sentence_start(_line_prefix(d.lang).sub("", d.fixes[0].message)).replace("`", "")
+            # The first sentence says what is wrong; the rest (how to fix it) is on the page.
+            first = _SENTENCE_END.split(_line_prefix(d.lang).sub("", d.fixes[0].message), maxsplit=1)[0]
+            cause = _sentence_start(first).replace("`", "")
             key = "one_cause" if len(d.fixes) == 1 else "first_cause"
             head += text("status", key, d.lang, count=len(d.fixes), cause=cause)
         parts.append(head)

@@ -1,6 +1,10 @@
 """Intake: a push becomes a submission, the same way whichever door it came in by (the webhook,
 `grader grade`, `grade-group`), with one rule for who the student is and one for lateness.
 
+Lateness is judged against the student's deadline (GRADER_DEADLINE, or their extension: see
+grader/deadlines.py) by the push time: GitLab's, when the caller knows it (grade-group reads the
+push events), else the arrival time until the worker asks GitLab (grader/provenance.py).
+
 Who the student is never depends on who pushed: a TA's fix pushed to ivanov's project is still
 ivanov's submission. The rule is a setting (`GRADER_STUDENT_RULE`):
 - `project` (default): the project's own name, the last segment of its path (`ivanov-docker`);
@@ -19,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from grader.config import Settings
+from grader.deadlines import Extension, Extensions, deadline_for, is_late, load_file
 from grader.errors import ConfigError
 from grader.store import Store, Submission
 
@@ -98,15 +103,34 @@ class Intake:
         self.settings = settings
         self.store = store
         self.roster = Roster.load(settings.roster_file) if settings.roster_file is not None else None
+        # A broken extensions file stops the start (like the roster); granted ones are read per push.
+        self.extension_file = load_file(settings.extensions_file, settings.deadline) \
+            if settings.extensions_file is not None else {}
 
     def student(self, project_path: str) -> Student:
         return student_of(project_path, self.settings.student_rule, self.roster)
 
+    def extensions(self) -> Extensions:
+        """The extensions in force now: the file's, and those granted with `grader extend`."""
+        granted = {key: Extension(until, reason, "cli") for key, (until, reason) in self.store.extensions().items()}
+        return Extensions({**self.extension_file, **granted})
+
+    def deadline(self, project_path: str, student: str) -> tuple[datetime | None, Extension | None]:
+        """The deadline this student's pushes are judged by, and their extension if they have one."""
+        extension = self.extensions().find(project_path, student)
+        return deadline_for(self.settings.deadline, extension), extension
+
     def record(self, *, project_id: int, project_path: str, sha: str, ref: str, event_uuid: str | None = None,
-               received_at: datetime | None = None) -> tuple[Submission, bool]:
-        """The submission for this push (created, or the one it repeats): (submission, created)."""
+               received_at: datetime | None = None, pushed_at: datetime | None = None,
+               pushed_at_source: str | None = None, before_sha: str | None = None, origin: str = "push",
+               merge_request_iid: int | None = None, skipped: str | None = None) -> tuple[Submission, bool]:
+        """The submission for this push (created, or the one it repeats): (submission, created).
+        `skipped`: the push is not graded, for this reason (recorded only for its commit to say so)."""
         received = received_at or datetime.now(UTC)
-        late = self.settings.deadline is not None and received > self.settings.deadline
-        return self.store.record_push(project_id=project_id, project_path=project_path,
-                                      student=self.student(project_path).id, sha=sha, ref=ref,
-                                      event_uuid=event_uuid, received_at=received, late=late)
+        student = self.student(project_path).id
+        deadline, _ = self.deadline(project_path, student)
+        return self.store.record_push(project_id=project_id, project_path=project_path, student=student, sha=sha,
+                                      ref=ref, event_uuid=event_uuid, received_at=received,
+                                      late=is_late(pushed_at or received, deadline), pushed_at=pushed_at,
+                                      pushed_at_source=pushed_at_source, before_sha=before_sha, origin=origin,
+                                      merge_request_iid=merge_request_iid, skipped=skipped)

@@ -16,9 +16,8 @@ CATALOGUE = Path(__file__).resolve().parent.parent / "checks" / "messages"
 class _Value:
     """A placeholder's value, written the way the report's language writes it: a decimal comma in
     Russian (`0,3 с`), plural forms through the `plural:` spec (`{files:plural:файл,файла,файлов}`
-    is `21 файл`, `3 файла`, `25 файлов`; English takes `one,other`). Strings come from the
-    submission (paths, stage names): a backtick in one would open a code span in the renderers, so
-    it is replaced by a look-alike."""
+    is `21 файл`, `3 файла`, `25 файлов`; English takes `one,other`). A `code` span in a sentence (the
+    catalogue's, or a tool's such as hadolint's) is rendered as code; text in one stays inert."""
 
     def __init__(self, value: object, lang: str) -> None:
         self.value = value
@@ -31,8 +30,7 @@ class _Value:
             return f"{number(v, self.lang)} {plural(v, forms, self.lang)}" if _numeric(v) else str(v)
         if _numeric(v):
             return number(v, self.lang, spec)
-        text = format(v, spec) if spec and isinstance(v, str) else str(v)
-        return text.replace("`", "\u02bc")
+        return format(v, spec) if spec and isinstance(v, str) else str(v)
 
 
 def _numeric(v: object) -> bool:

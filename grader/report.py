@@ -15,7 +15,7 @@ from grader.assignment import Assignment
 from grader.digest import MARK, Digest, Item, digest
 from grader.facts import SubmissionFacts
 from grader.messages import message, note, title
-from grader.report_model import SCHEMA, validate
+from grader.report_model import SCHEMA, Provenance, validate
 from grader.scoring import CheckResult, Scored, VariantScore
 
 REPRODUCE = "grader check ."
@@ -87,10 +87,11 @@ def _check_json(c: CheckResult, lang: str) -> dict:
 
 
 def with_provenance(report: dict, **provenance: object) -> dict:
-    """The report with where it comes from (commit, project URL, times, lateness), validated."""
-    out = dict(report, provenance={k: v for k, v in provenance.items() if v is not None})
-    validate(out)
-    return out
+    """The report with where it comes from (commit, project URL, times, lateness); the provenance is
+    checked against the contract (the report was, when it was made)."""
+    given = {k: v for k, v in provenance.items() if v is not None}
+    Provenance.model_validate(given)
+    return dict(report, provenance=given)
 
 
 def render_json(report: dict) -> str:

@@ -77,6 +77,13 @@ class Provenance(_Strict):
     graded_at: str | None = Field(default=None, description="When the grading ended (ISO 8601).")
     late: bool | None = Field(default=None, description="The push came after the deadline.")
     deadline: str | None = Field(default=None, description="The deadline it was judged by (ISO 8601).")
+    pushed_at: str | None = Field(default=None, description="When the commit was pushed (ISO 8601): lateness is "
+                                  "judged by it, not by when it was graded.")
+    pushed_at_source: Literal["push_event", "received"] | None = Field(
+        default=None, description="Where pushed_at comes from: GitLab's push events, or (GitLab could not say) "
+        "when the push arrived.")
+    extension_until: str | None = Field(default=None, description="The student's extended deadline (ISO 8601), "
+                                        "when they have one; then it is the deadline.")
 
 
 class Report(_Strict):

@@ -5,19 +5,23 @@ its results to GitLab from the durable outbox. Tasks (grader/tasks.py) are thin 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 import grader
 from grader import assignment as assignment_mod
+from grader import provenance
 from grader import report as report_mod
 from grader.config import Settings
+from grader.deadlines import is_late
+from grader.digest import state_description, status_description
 from grader.errors import ConfigError, GraderError, SubmissionError
 from grader.gitlab import GitLab, GitLabUnavailable
 from grader.intake import Intake
 from grader.messages import refusal
 from grader.sources import extract_archive
-from grader.store import PendingPost, Store, Submission
+from grader.store import PendingPost, State, Store, Submission
 from grader.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,7 @@ class Outcome:
 
     state: str  # graded | superseded | skipped
     score: float | None = None
+    revived: list[int] = field(default_factory=list)  # superseded by mistake (by this older commit): queue them
 
 
 class Service:
@@ -53,12 +58,19 @@ class Service:
         return sub
 
     # -- grading -----------------------------------------------------------------------------
-    def record(self, project, sha: str, branch: str) -> tuple[int, bool]:
+    def record(self, project, sha: str, branch: str, *, origin: str = "instructor",
+               pushed_at: datetime | None = None) -> tuple[int, bool]:
         """A submission the instructor asked for (no push event): its id, and whether it is new.
-        The same intake as the webhook's, so the student is the same whoever asked."""
+        The same intake as the webhook's, so the student is the same whoever asked. `pushed_at`:
+        when GitLab's push events say the commit was pushed (grade-group reads them)."""
         sub, created = Intake(self.settings, self.store).record(
-            project_id=project.id, project_path=project.path_with_namespace, sha=sha, ref=f"refs/heads/{branch}")
+            project_id=project.id, project_path=project.path_with_namespace, sha=sha, ref=f"refs/heads/{branch}",
+            origin=origin, pushed_at=pushed_at, pushed_at_source="push_event" if pushed_at is not None else None)
         return sub.id, created
+
+    @cached_property
+    def intake(self) -> Intake:
+        return Intake(self.settings, self.store)
 
     def grade(self, submission_id: int, *, post: bool = True) -> Outcome:
         """Grades one queued submission; GraderError propagates so the task can retry it.
@@ -68,8 +80,18 @@ class Service:
             return Outcome("skipped")  # superseded, or already taken by another worker
         sub = self._submission(submission_id)
         previous = sub.report  # a regrade: the grade it had, kept until this one replaces it
+        if sub.pushed_at_source is None:  # a first grading: when was it pushed, is it still the branch's newest?
+            newer, revived = self._settle(sub)
+            if newer is not None and self.store.supersede(sub.id):
+                if post:
+                    self._status(sub, "canceled",
+                                 state_description("superseded", self.assignment.language, sha=newer.sha))
+                return Outcome("superseded", revived=revived)
+        else:
+            self._judge(sub)  # the student's deadline may have moved since (an extension)
+        sub = self._submission(submission_id)
         if post:
-            self._status(sub, "running", "grading…")
+            self._status(sub, "running", state_description("running", self.assignment.language, late=sub.late))
         try:
             # a first grading may reuse an identical input's verdict; a regrade always grades for real
             result = self.grade_commit(sub.project_id, sub.sha, f"sub-{sub.id}", reuse=previous is None,
@@ -85,6 +107,12 @@ class Service:
             else:
                 self.store.mark_ungradable(sub.id, error)
             raise
+        # Where the grade comes from (commit, file links into it, times), for the comment and the page.
+        result = report_mod.with_provenance(
+            result, sha=sub.sha, project=sub.project_path, project_url=f"{self.gitlab.url}/{sub.project_path}",
+            received_at=sub.received_at.isoformat(), graded_at=datetime.now(UTC).isoformat(), late=sub.late,
+            deadline=self.settings.deadline.isoformat() if self.settings.deadline else None)
+        result = self._with_push_time(result, sub)
         self.store.finish(sub.id, result, grader.__version__)
         if post:
             # A regrade with the same verdict updates the status only: 200 students must not get
@@ -120,7 +148,8 @@ class Service:
         """After the last retry of an infrastructure failure: ungradable, said so on the commit."""
         self.store.mark_ungradable(submission_id, error)
         sub = self._submission(submission_id)
-        self._status(sub, "canceled", f"not graded (grader problem): {error}"[:255])
+        # The error is the instructors' (the queue page, `grader status`); the student reads that it is not theirs.
+        self._status(sub, "canceled", state_description("ungradable", self.assignment.language, late=sub.late))
 
     def _refusal(self, message: str) -> dict:
         """A submission that cannot be graded as given is the student's verdict: zero, with why."""
@@ -131,7 +160,7 @@ class Service:
     def _publish(self, sub: Submission, result: dict, comment: bool = True) -> None:
         full = result["score"] >= result["max_score"]
         coverage = round(100 * result["score"] / result["max_score"], 1) if result["max_score"] else 0.0
-        self._status(sub, "success" if full else "failed", f"{result['score']:g}/{result['max_score']:g}",
+        self._status(sub, "success" if full else "failed", status_description(result, late=sub.late),
                      coverage=coverage)
         if not comment:
             return
@@ -145,13 +174,98 @@ class Service:
                    "ref": sub.ref.removeprefix("refs/heads/"), "coverage": coverage}
         self.store.add_post(sub.id, "status", payload)
 
-    def accept(self, submission_id: int) -> None:
+    # -- push time and order ---------------------------------------------------------------------
+    def _settle(self, sub: Submission) -> tuple[Submission | None, list[int]]:
+        """Before a first grading: when GitLab says the commit was pushed (its push events; else the
+        arrival time, said so), lateness judged by it; and whether a newer commit of the branch is
+        already recorded (grader/provenance.py). Returns the newest such commit — this one is then
+        superseded, unless it is on time and that one late — and the ids of newer ones that this
+        older commit superseded when it was delivered late, queued again."""
+        deadline, _ = self.intake.deadline(sub.project_path, sub.student)
+        try:
+            times = provenance.push_times(self.gitlab.push_events(sub.project_id), provenance.branch_of(sub))
+        except GitLabUnavailable:
+            raise  # retried with the grading; GitLab is needed for the archive anyway
+        except GraderError as exc:  # e.g. the events cannot be read: the arrival time stands, and says so
+            log.warning("push events of %s unreadable, judging submission %s by its arrival: %s",
+                        sub.project_path, sub.id, exc)
+            times = {}
+        pushed = times.get(sub.sha)
+        late = is_late(pushed or sub.received_at, deadline)
+        self.store.set_push_time(sub.id, pushed or sub.received_at, "push_event" if pushed else "received", late)
+        if sub.origin not in ("push", "merge_request"):  # the instructor asked for this very commit
+            return None, []
+        newer = []
+        for other in self.store.same_branch(sub.id):
+            try:
+                if provenance.is_newer(self.gitlab, sub, other, times):
+                    newer.append(other)
+            except GitLabUnavailable:
+                raise
+            except GraderError as exc:  # e.g. the other commit is gone (force-push): it is not newer
+                log.info("cannot order %s against %s: %s", sub.sha[:8], other.sha[:8], exc)
+        if not newer:
+            return None, []
+        newest = max(newer, key=lambda o: (times.get(o.sha) or o.pushed_at or o.received_at, o.id))
+        newest_late = is_late(times[newest.sha], deadline) if newest.sha in times else newest.late
+        if newest_late and not late:
+            return None, []  # a late push never supersedes an on-time one
+        revived = [newest.id] if newest.state == State.SUPERSEDED and self.store.revive(newest.id) else []
+        return newest, revived
+
+    def _judge(self, sub: Submission) -> None:
+        """Lateness again from the push time (a regrade), against the student's deadline now."""
+        deadline, _ = self.intake.deadline(sub.project_path, sub.student)
+        if sub.pushed_at is not None and sub.pushed_at_source is not None:
+            late = is_late(sub.pushed_at, deadline)
+            if late != sub.late:
+                self.store.set_push_time(sub.id, sub.pushed_at, sub.pushed_at_source, late)
+
+    def _with_push_time(self, result: dict, sub: Submission) -> dict:
+        """The report's provenance with the push time, its source, and the student's deadline."""
+        deadline, extension = self.intake.deadline(sub.project_path, sub.student)
+        given = dict(result.get("provenance") or {})
+        given.update(pushed_at=sub.pushed_at.isoformat() if sub.pushed_at else None,
+                     pushed_at_source=sub.pushed_at_source, late=sub.late,
+                     deadline=deadline.isoformat() if deadline else None,
+                     extension_until=extension.until.isoformat() if extension else None)
+        return report_mod.with_provenance(result, **given)
+
+    _SKIPPED = {"ru": "не проверяется: ветка {branch}; проверяются {branches}",
+                "en": "not graded: branch {branch}; graded: {branches}"}
+    _SKIPPED_MR = {"ru": " или merge request из неё", "en": ", or a merge request from it"}
+
+    def _skipped(self, sub: Submission) -> None:
+        """A push the webhook does not grade: its commit says so (`skipped`), unless the same commit
+        is graded another way (a merge request, another branch)."""
+        if self.store.active_for_commit(sub.project_id, sub.sha) is not None:
+            return
+        lang = self.assignment.language if self.assignment.language in self._SKIPPED else "en"
+        text = self._SKIPPED[lang].format(branch=provenance.branch_of(sub), branches=", ".join(self.settings.branches))
+        if self.settings.grade_merge_requests:
+            text += self._SKIPPED_MR[lang]
+        self._status(sub, "skipped", text[:255])
+
+    def accept(self, submission_id: int) -> bool:
         """A recorded push: older queued pushes of the project are superseded (said so on their
-        commits), and this one shows `pending`, so the student sees it was received."""
+        commits), and this one shows `pending`, so the student sees it was received. Whether it is
+        to be graded: not a push to a branch that is not graded (its commit is told so), nor an
+        older commit delivered after one pushed on top of it (GitLab's `before` says so)."""
         sub = self._submission(submission_id)
+        if sub.state == State.SKIPPED:
+            self._skipped(sub)
+            return False
+        newer = self.store.newer_than_by_push(sub.id)
+        # Arrived on time, so pushed on time, as was the newer one that arrived before it. One that
+        # arrived late may still have been pushed on time: its worker asks GitLab before deciding.
+        if newer is not None and not sub.late and self.store.supersede(sub.id):
+            self._status(sub, "canceled", state_description("superseded", self.assignment.language, sha=newer.sha))
+            return False
         for older in self.store.supersede_older(sub.project_id, sub.id):
-            self._status(self._submission(older), "canceled", f"superseded by a newer push ({sub.sha[:8]})")
-        self._status(sub, "pending", "queued for grading")
+            self._status(self._submission(older), "canceled",
+                         state_description("superseded", self.assignment.language, sha=sub.sha))
+        self._status(sub, "pending", state_description("queued", self.assignment.language, late=sub.late))
+        return True
 
     # -- delivery ----------------------------------------------------------------------------
     def _comment(self, sub: Submission, post: PendingPost) -> None:

@@ -472,7 +472,8 @@ class Store:
         that GitLab's retry of the same delivery records it afresh instead of finding a duplicate."""
         with self._session() as s:
             s.execute(delete(PendingPost).where(PendingPost.submission_id == id))
-            s.execute(delete(Submission).where(Submission.id == id, Submission.state == State.QUEUED))
+            s.execute(delete(Submission).where(Submission.id == id,
+                                               Submission.state.in_((State.QUEUED, State.SKIPPED))))
 
     def get(self, id: int) -> Submission | None:
         with self._session(write=False) as s:

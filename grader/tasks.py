@@ -68,7 +68,9 @@ class GraderTask(Task):
 @app.task(base=GraderTask, bind=True, name="grader.grade")
 def grade_submission(self: Task, submission_id: int) -> None:
     try:
-        service().grade(submission_id)
+        outcome = service().grade(submission_id)
+        for newer in outcome.revived:  # an older commit delivered late had superseded it: grade it after all
+            enqueue(newer)
     except GraderError as exc:
         if self.request.retries >= self.max_retries:
             service().give_up(submission_id, str(exc))
@@ -185,7 +187,16 @@ def _forget_chain(client: redis.Redis) -> None:
 
 
 def enqueue(submission_id: int) -> None:
-    """Called by the webhook: the pending status goes out first, then the grading."""
+    """Called by the webhook: the pending status goes out first, then the grading (none for an
+    older commit delivered after a newer one, whose status says superseded)."""
+    grade = service().accept(submission_id)
+    deliver_posts.delay()
+    if grade:
+        grade_submission.delay(submission_id)
+
+
+def notify(submission_id: int) -> None:
+    """Called by the webhook for a push it records but does not grade (another branch): its
+    commit's `skipped` status goes out through the outbox."""
     service().accept(submission_id)
     deliver_posts.delay()
-    grade_submission.delay(submission_id)

@@ -10,24 +10,26 @@ Docker or on GitLab.
 from __future__ import annotations
 
 import hmac
-import html
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from grader.config import Settings
 from grader.errors import GraderError
 from grader.intake import Intake
+from grader.pages import install as install_pages
 from grader.store import Store
 
 ZERO_SHA = "0" * 40
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,32}")
 PUSH_EVENTS = {"Push Hook", "System Hook"}  # a system hook delivers pushes with object_kind "push"
+MERGE_REQUEST_EVENTS = {"Merge Request Hook", "System Hook"}  # ... and merge requests with "merge_request"
+MERGE_REQUEST_ACTIONS = ("open", "reopen", "update")  # a head to grade; close, merge, approvals are not
 MAX_ID = 2**31 - 1  # GitLab's ids are 32-bit integers; a bigger one is not GitLab's
 
 
@@ -61,10 +63,59 @@ class PushEvent(BaseModel):
         return self.after == ZERO_SHA
 
 
+class _Commit(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str = Field(pattern=r"^[0-9a-f]{40}$")
+
+
+class _SourceProject(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    path_with_namespace: str = Field(min_length=3, max_length=512)
+
+
+class _MergeRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    iid: StrictInt = Field(gt=0, le=MAX_ID)
+    source_branch: str = Field(min_length=1, max_length=244)  # refs/heads/ + it fits GitLab's 255
+    target_branch: str = Field(min_length=1, max_length=244)
+    source_project_id: StrictInt = Field(gt=0, le=MAX_ID)
+    state: str = Field(max_length=32)
+    action: str | None = Field(default=None, max_length=32)
+    oldrev: str | None = Field(default=None, max_length=64)
+    last_commit: _Commit
+    source: _SourceProject | None = None  # the source project (a fork's, for an MR from a fork)
+
+
+class MergeRequestEvent(BaseModel):
+    """The fields of GitLab's Merge Request Hook the grader reads (docs: user/project/integrations/
+    webhook_events, "Merge request events"), each checked; anything else is ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    object_kind: str = Field(max_length=64)
+    project: _Project  # the target project
+    object_attributes: _MergeRequest
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a delivery asks for, whichever event it came as: a commit of a project to grade, or
+    (`skipped` set) only to be told on its commit why it is not graded."""
+
+    project_id: int
+    project_path: str
+    sha: str
+    ref: str
+    before: str | None = None
+    origin: str = "push"
+    merge_request_iid: int | None = None
+    skipped: str | None = None
+
+
 def create_app(settings: Settings, store: Store, enqueue: Callable[[int], None],
-               ready: Callable[[], None] | None = None) -> FastAPI:
+               ready: Callable[[], None] | None = None, notify: Callable[[int], None] | None = None) -> FastAPI:
     """`enqueue(id)` hands a submission to the broker (raises when it cannot); `ready()` raises
-    when a dependency (database, broker) does not answer, for /readyz."""
+    when a dependency (database, broker) does not answer, for /readyz; `notify(id)` has the commit
+    of a push recorded as skipped told why (a status through the outbox; raises like enqueue)."""
     settings.require("webhook_secret")
     intake = Intake(settings, store)
     app = FastAPI(title="grader", docs_url=None, redoc_url=None)
@@ -78,35 +129,29 @@ def create_app(settings: Settings, store: Store, enqueue: Callable[[int], None],
         _check_token(request.headers.get("X-Gitlab-Token", ""), settings.webhook_secret or "")
         body = await _read_capped(request, settings.max_webhook_bytes)
         event = request.headers.get("X-Gitlab-Event", "")
-        if event not in PUSH_EVENTS:  # answered before any parsing or I/O
+        if event not in PUSH_EVENTS | (MERGE_REQUEST_EVENTS if settings.grade_merge_requests else set()):
+            # answered before any parsing or I/O
+            if event in MERGE_REQUEST_EVENTS:
+                return _accepted(ignored="merge requests are not graded (GRADER_GRADE_MERGE_REQUESTS is off)")
             return _accepted(ignored=f"not a push event ({event or 'no X-Gitlab-Event'})")
-        push = _push(_parse(body))
-        if push is None:
-            return _accepted(ignored="not a push event")
-        if push.deleted:
-            return _accepted(ignored="branch deleted")
-        ignored = _ignored(push, settings)
-        if ignored:
+        payload = _parse(body)
+        if payload.get("object_kind") == "merge_request" and settings.grade_merge_requests:
+            job, ignored = _merge_request(payload, settings)
+        else:
+            push = _push(payload)
+            if push is None:
+                return _accepted(ignored="not a push event")
+            if push.deleted:
+                return _accepted(ignored="branch deleted")
+            job, ignored = _push_job(push, settings)
+        if job is None:
             return _accepted(ignored=ignored)
         # The database and the broker block: off the event loop, so one slow call stalls no other request.
-        return await run_in_threadpool(_take, intake, enqueue, ready, push, request.headers.get("X-Gitlab-Event-UUID"))
+        return await run_in_threadpool(_take, intake, enqueue if job.skipped is None else notify, ready, job,
+                                       request.headers.get("X-Gitlab-Event-UUID"))
 
-    # Report pages are addressed by the submission's unguessable token, never by its id.
-    @app.get("/reports/{token}.json")
-    def report_json(token: str) -> JSONResponse:
-        submission = _by_token(store, token)
-        return JSONResponse({"id": submission.id, "state": submission.state, "project": submission.project_path,
-                             "sha": submission.sha, "report": submission.report, "error": submission.error})
-
-    @app.get("/reports/{token}", response_class=HTMLResponse)
-    def report_page(token: str) -> HTMLResponse:
-        from grader.report import render_markdown
-
-        submission = _by_token(store, token)
-        body = render_markdown(submission.report) if submission.report else (submission.error or submission.state)
-        title = html.escape(f"{submission.project_path} @ {submission.sha[:8]}")
-        return HTMLResponse(f"<!doctype html><meta charset='utf-8'><title>{title}</title>"
-                            f"<h1>{title}</h1><pre>{html.escape(body)}</pre>")
+    # Report pages (by the submission's unguessable token, never its id) and instructor pages.
+    install_pages(app, settings, store)
 
     @app.get("/healthz")
     def healthz() -> dict:
@@ -194,49 +239,92 @@ def _norm(path: str) -> str:
     return path if ok else ""
 
 
-def _ignored(push: PushEvent, settings: Settings) -> str | None:
-    """Why this push is not graded, or None."""
-    path = push.project.path_with_namespace
+def _outside(path: str, settings: Settings) -> str | None:
+    """Why a project is none of the course's business (no status, nothing recorded), or None."""
     if settings.groups and not any(path.lower().startswith(g.strip("/").lower() + "/") for g in settings.groups):
         return f"project {path} is not in a graded group"
-    branch = push.ref.removeprefix("refs/heads/")
-    if branch not in settings.branches:
-        return f"branch {branch} is not graded (graded: {', '.join(settings.branches)})"
     return None
 
 
-def _take(intake: Intake, enqueue: Callable[[int], None], ready: Callable[[], None] | None, push: PushEvent,
+def _push_job(push: PushEvent, settings: Settings) -> tuple[_Job | None, str]:
+    """The job a push asks for, or (None, why it is ignored). A push to a branch that is not graded
+    is recorded `skipped`, so that its commit says so: a student is never left waiting in silence."""
+    path = push.project.path_with_namespace
+    outside = _outside(path, settings)
+    if outside:
+        return None, outside
+    project_id = push.project_id if push.project_id is not None else push.project.id
+    assert project_id is not None and push.checkout_sha is not None  # checked by _push
+    branch = push.ref.removeprefix("refs/heads/")
+    skipped = None
+    if branch not in settings.branches:
+        skipped = f"branch {branch} is not graded (graded: {', '.join(settings.branches)})"
+        if settings.grade_merge_requests:
+            skipped += "; a merge request from it is"
+    return _Job(project_id, path, push.checkout_sha, push.ref, before=push.before, skipped=skipped), skipped or ""
+
+
+_BRANCH = re.compile(r"[^\x00-\x20\x7f~^:?*\[\\]+")  # git check-ref-format's characters
+
+
+def _merge_request(payload: dict, settings: Settings) -> tuple[_Job | None, str]:
+    """The job an opened, reopened or updated merge request asks for: its source branch's head, in
+    the source project (a fork's, for an MR from a fork), through the same intake as a push."""
+    try:
+        mr = MergeRequestEvent.model_validate(payload)
+    except ValidationError as exc:
+        where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        raise BadRequest(400, f"merge request event with bad fields: {where}") from None
+    attrs = mr.object_attributes
+    for name, branch in (("source_branch", attrs.source_branch), ("target_branch", attrs.target_branch)):
+        if not _BRANCH.fullmatch(branch) or ".." in branch or branch.startswith(("-", "/")) or branch.endswith("/"):
+            raise BadRequest(400, f"object_attributes.{name} {branch[:100]!r} is not a branch name")
+    if mr.project.id is not None and attrs.source_project_id == mr.project.id:
+        path = mr.project.path_with_namespace
+    elif attrs.source is not None:
+        path = attrs.source.path_with_namespace
+    else:
+        raise BadRequest(400, "merge request from another project without object_attributes.source")
+    if _norm(path) != path:
+        raise BadRequest(400, "the source project's path_with_namespace is not a plain group/project path")
+    outside = _outside(path, settings)
+    if outside:
+        return None, outside
+    if attrs.action not in MERGE_REQUEST_ACTIONS or attrs.state != "opened":
+        return None, f"merge request action {attrs.action or 'none'} ({attrs.state}) has no new head to grade"
+    oldrev = attrs.oldrev if attrs.oldrev and _SHA.fullmatch(attrs.oldrev) else None
+    return _Job(attrs.source_project_id, path, attrs.last_commit.id, f"refs/heads/{attrs.source_branch}",
+                before=oldrev, origin="merge_request", merge_request_iid=attrs.iid), ""
+
+
+def _take(intake: Intake, enqueue: Callable[[int], None] | None, ready: Callable[[], None] | None, job: _Job,
           event_uuid: str | None) -> JSONResponse:
     """Records and enqueues, or neither: a broker that does not answer gets 503 before anything is
     written; one that fails the publish gets the new row removed and 503, so GitLab's retry of the
-    same delivery is a new attempt, not a duplicate."""
-    project_id = push.project_id if push.project_id is not None else push.project.id
-    assert project_id is not None and push.checkout_sha is not None  # checked by _push
+    same delivery is a new attempt, not a duplicate. A skipped push goes the same way, its `enqueue`
+    being the notice to its commit."""
     try:
-        if ready is not None:
+        if ready is not None and enqueue is not None:
             ready()
     except Exception as exc:  # noqa: BLE001 - whatever the broker client raises means "not now"
         return JSONResponse({"error": f"broker unavailable, try again: {str(exc)[:300]}"}, status_code=503)
     try:
-        submission, created = intake.record(project_id=project_id, project_path=push.project.path_with_namespace,
-                                            sha=push.checkout_sha, ref=push.ref, event_uuid=event_uuid or None)
+        submission, created = intake.record(project_id=job.project_id, project_path=job.project_path, sha=job.sha,
+                                            ref=job.ref, event_uuid=event_uuid or None, before_sha=job.before,
+                                            origin=job.origin, merge_request_iid=job.merge_request_iid,
+                                            skipped=job.skipped)
     except GraderError as exc:
         return JSONResponse({"error": f"not recorded, try again: {exc}"}, status_code=503)
-    if created:
+    if created and enqueue is not None:
         try:
             enqueue(submission.id)
         except Exception as exc:  # noqa: BLE001 - whatever the broker client raises: not queued
             intake.store.forget(submission.id)
             return JSONResponse({"error": f"not queued, try again: {str(exc)[:300]}"}, status_code=503)
+    if job.skipped is not None:
+        return _accepted(ignored=job.skipped, submission_id=submission.id, duplicate=not created)
     return _accepted(submission_id=submission.id, duplicate=not created, late=submission.late)
 
 
 def _accepted(**fields: object) -> JSONResponse:
     return JSONResponse(fields, status_code=202)
-
-
-def _by_token(store: Store, token: str):
-    submission = store.by_token(token) if _TOKEN.fullmatch(token) else None
-    if submission is None:
-        raise BadRequest(404, "no such report")
-    return submission

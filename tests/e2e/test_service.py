@@ -131,7 +131,7 @@ def test_a_push_is_graded_and_the_grade_appears_on_the_commit(tmp_path, broker_u
             final = gitlab.statuses[-1]
             report = requests.get(final.target_url + ".json", timeout=5).json()  # while the service runs
     assert states(gitlab, sha) == ["pending", "running", "success"]
-    assert (final.name, final.description, final.coverage) == ("autograder", "5/5", 100.0)
+    assert (final.name, final.description, final.coverage) == ("autograder", "5/5 · засчитано всё", 100.0)
     assert (report["id"], report["state"]) == (answer["submission_id"], "graded")
     assert re.search(r"^workers: 1 answering \(celery@", status, re.M), status
     assert "longest wait" not in status  # nothing queued

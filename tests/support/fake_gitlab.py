@@ -11,12 +11,19 @@ through python-gitlab, with the JSON shapes, headers and status codes GitLab doc
     POST /api/v4/projects/:id/repository/commits/:sha/comments
     GET  /api/v4/projects/:id/repository/commits/:sha/comments   (offset pagination)
     GET  /api/v4/groups/:id/projects                          (include_subgroups, offset pagination)
+    GET  /api/v4/projects/:id/events                          (action, target_type, before/after, sort, pagination)
+    GET  /api/v4/projects/:id/repository/merge_base?refs[]=   (``git merge-base`` of a real repository)
+    GET  /api/v4/personal_access_tokens/self                  (the token's scopes)
+    GET  /api/v4/groups/:id/members/all/:user_id              (a member's role, inherited ones included)
 
 Sources for the shapes (GitLab's own docs and code): doc/api/commits.md ("Set the pipeline status
 of a commit", "Post comment to commit",
 "Get the comments of a commit"), doc/api/repositories.md ("Get file archive"),
 doc/api/groups.md ("List projects"), doc/api/projects.md, doc/api/rest/_index.md (pagination
-headers and ``Link``), doc/user/project/integrations/webhook_events.md (push payload);
+headers and ``Link``), doc/user/project/integrations/webhook_events.md (push and merge request
+payloads), doc/api/events.md (project events, ``push_data``), doc/api/personal_access_tokens.md
+("Self-inform"); lib/api/repositories.rb (merge_base: 400 for unknown refs, 404 "Merge Base"),
+lib/api/members.rb (``members/all/:user_id``, 404 for a non-member);
 lib/api/commit_statuses.rb + app/services/ci/create_commit_status_service.rb + app/models/commit_status.rb
 (which status is updated and which transitions answer 400), lib/api/repositories.rb (archive
 404 "File", archive prefix ``<path>-<ref>-<sha>``), lib/api/api_guard.rb (403 insufficient_scope).
@@ -341,6 +348,9 @@ class FakeGitLab:
         self._statuses: list[RecordedStatus] = []
         self._rejected: list[RejectedStatus] = []
         self._comments: list[RecordedComment] = []
+        self._events: list[dict[str, Any]] = []  # project events, oldest first
+        self._next_event_id = 9000
+        self._members: dict[tuple[int, int], int] = {}  # (group id, user id) -> access level
         self._requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
         self._httpd: _Server | None = None
@@ -401,6 +411,11 @@ class FakeGitLab:
                     "state": "active", "locked": False, "avatar_url": None}
             self._tokens[token] = _Token(frozenset(scopes), user)
             return user
+
+    def add_member(self, group: str, user: dict[str, Any], access_level: int = 30) -> None:
+        """Make `user` (as `add_token` returns it) a member of `group` with a role (30 = Developer)."""
+        with self._lock:
+            self._members[(self.add_group(group).id, user["id"])] = access_level
 
     def add_group(self, full_path: str) -> FakeGroup:
         """The group and every missing parent group; existing ones are returned as they are."""
@@ -572,6 +587,99 @@ class FakeGitLab:
                     fault.hits += 1
                     return replace(fault)
         return None
+
+    # -- pushes: GitLab's record of them (events) and its webhook ----------------------------
+
+    def add_push_event(self, project: FakeProject | int | str, *, commit_to: str | None,
+                       commit_from: str | None = None, ref: str | None = None, at: datetime | None = None,
+                       username: str = "ivanov") -> dict[str, Any]:
+        """Record a push in the project's events, as GitLab does when it receives one (`at`: when,
+        default now). commit_from None makes a new branch, commit_to None a removed one."""
+        p = project if isinstance(project, FakeProject) else self.project(project)
+        branch = (ref or f"refs/heads/{p.default_branch or 'main'}").removeprefix("refs/heads/")
+        when = (at or datetime.now(UTC)).astimezone(UTC)
+        action = "created" if commit_from in (None, ZERO_SHA) else "removed" if commit_to in (None, ZERO_SHA) \
+            else "pushed"
+        title = None
+        if commit_to and p.repo_dir is not None:
+            title = git(p.repo_dir, "show", "-s", "--format=%s", commit_to).decode().strip()
+        with self._lock:
+            event = {
+                "id": self._next_event_id, "title": None, "project_id": p.id,
+                "action_name": {"created": "pushed new", "removed": "deleted"}.get(action, "pushed to"),
+                "target_id": None, "target_iid": None, "target_type": None, "author_id": 42,
+                "target_title": None,
+                "created_at": when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                "author": {"id": 42, "username": username, "name": STUDENT[0], "state": "active",
+                           "locked": False, "avatar_url": None},
+                "imported": False, "imported_from": "none",
+                "push_data": {"commit_count": 0 if action == "removed" else 1, "action": action,
+                              "ref_type": "branch", "commit_from": None if action == "created" else commit_from,
+                              "commit_to": None if action == "removed" else commit_to, "ref": branch,
+                              "commit_title": title, "ref_count": None},
+                "author_username": username,
+            }
+            self._next_event_id += 1
+            self._events.append(event)
+            return event
+
+    def push(self, project: FakeProject | int | str, *, after: str, before: str | None = None,
+             ref: str | None = None, at: datetime | None = None, **payload: Any) -> dict[str, Any]:
+        """A push as GitLab takes it: the event recorded (at `at`), and the webhook body it sends."""
+        self.add_push_event(project, commit_to=None if after == ZERO_SHA else after, commit_from=before,
+                            ref=ref, at=at)
+        return self.push_payload(project, after=after, before=before, ref=ref, **payload)
+
+    def merge_request_payload(self, project: FakeProject | int | str, *, source_branch: str, sha: str,
+                              target_branch: str | None = None, iid: int = 1, action: str = "open",
+                              state: str = "opened", oldrev: str | None = None,
+                              source_project: FakeProject | int | str | None = None) -> dict[str, Any]:
+        """A GitLab "Merge Request Hook" body (doc/user/project/integrations/webhook_events.md,
+        "Merge request events") for an MR of `source_branch` (head `sha`) into `target_branch` of
+        `project`; `source_project` for an MR from a fork. `oldrev` is present only when commits
+        were pushed (action "update")."""
+        target = project if isinstance(project, FakeProject) else self.project(project)
+        source = target if source_project is None else (
+            source_project if isinstance(source_project, FakeProject) else self.project(source_project))
+
+        def hook_project(p: FakeProject) -> dict[str, Any]:
+            web_url = self._web_url(p)
+            host = urlsplit(self.url).netloc
+            return {"name": p.path, "description": p.description, "web_url": web_url, "avatar_url": None,
+                    "git_ssh_url": f"git@{host}:{p.path_with_namespace}.git", "git_http_url": f"{web_url}.git",
+                    "namespace": self._group_name(p.namespace), "visibility_level": 0,
+                    "path_with_namespace": p.path_with_namespace, "default_branch": p.default_branch,
+                    "ci_config_path": "", "homepage": web_url, "url": f"{web_url}.git",
+                    "ssh_url": f"git@{host}:{p.path_with_namespace}.git", "http_url": f"{web_url}.git"}
+
+        last_commit: dict[str, Any] = {"id": sha}
+        if source.repo_dir is not None:
+            last_commit = {k: v for k, v in _webhook_commit(source.repo_dir, sha, self._web_url(source)).items()
+                           if k in ("id", "message", "title", "timestamp", "url", "author")}
+        now = _now()
+        attributes: dict[str, Any] = {
+            "id": 90000 + iid, "iid": iid, "target_branch": target_branch or target.default_branch or "main",
+            "source_branch": source_branch, "source_project_id": source.id, "author_id": 42,
+            "assignee_ids": [], "assignee_id": None, "reviewer_ids": [], "title": f"Merge {source_branch}",
+            "created_at": now, "updated_at": now, "last_edited_at": None, "last_edited_by_id": None,
+            "milestone_id": None, "state_id": 1, "state": state, "blocking_discussions_resolved": True,
+            "work_in_progress": False, "draft": False, "first_contribution": False, "merge_status": "unchecked",
+            "target_project_id": target.id, "description": "",
+            "url": f"{self._web_url(target)}/-/merge_requests/{iid}",
+            "source": hook_project(source), "target": hook_project(target), "last_commit": last_commit,
+            "labels": [], "action": action, "detailed_merge_status": "mergeable",
+        }
+        if oldrev is not None:
+            attributes["oldrev"] = oldrev
+        return {
+            "object_kind": "merge_request", "event_type": "merge_request",
+            "user": {"id": 42, "name": STUDENT[0], "username": "ivanov", "avatar_url": None,
+                     "email": "[REDACTED]"},
+            "project": {"id": target.id, **hook_project(target)},
+            "repository": {"name": target.path, "url": f"{self._web_url(target)}.git", "description": "",
+                           "homepage": self._web_url(target)},
+            "object_attributes": attributes, "labels": [], "changes": {}, "assignees": [], "reviewers": [],
+        }
 
     # -- webhook payloads --
 
@@ -763,6 +871,10 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(rf"^/api/v4/projects/{_ID}/repository/commits/{_SHA}/comments$"), "post_comment"),
     ("GET", re.compile(rf"^/api/v4/projects/{_ID}/repository/commits/{_SHA}/comments$"), "get_comments"),
     ("GET", re.compile(rf"^/api/v4/groups/{_ID}/projects$"), "get_group_projects"),
+    ("GET", re.compile(rf"^/api/v4/projects/{_ID}/events$"), "get_project_events"),
+    ("GET", re.compile(rf"^/api/v4/projects/{_ID}/repository/merge_base$"), "get_merge_base"),
+    ("GET", re.compile(r"^/api/v4/personal_access_tokens/self$"), "get_token_self"),
+    ("GET", re.compile(rf"^/api/v4/groups/{_ID}/members/all/(?P<user_id>[^/]+)$"), "get_group_member"),
 ]
 
 
@@ -1115,6 +1227,73 @@ class _Handler(BaseHTTPRequestHandler):
         items = [_comment_json(c) for c in found[(page - 1) * per_page: page * per_page]]
         self._send(200, items, _pagination_headers(self.base + self._record.path, self._record.query,
                                                    page, per_page, len(found), pages))
+
+    def _get_project_events(self, user: dict[str, Any], params: dict[str, Any], id: str) -> None:
+        p = self._project(id)
+        fake = self.fake
+        # Event.actions: every push (to, new branch, deletion) has the action "pushed".
+        actions = {"pushed to": "pushed", "pushed new": "pushed", "deleted": "pushed"}
+        with fake._lock:
+            found = [e for e in fake._events if e["project_id"] == p.id]
+        if params.get("action"):
+            found = [e for e in found if actions.get(e["action_name"], e["action_name"]) == params["action"]]
+        if params.get("target_type"):
+            found = [e for e in found if (e["target_type"] or "").lower() == params["target_type"].lower()]
+        for key, keep in (("after", lambda day, when: when[:10] > day), ("before", lambda day, when: when[:10] < day)):
+            if params.get(key):  # dates (YYYY-MM-DD), exclusive
+                found = [e for e in found if keep(params[key], e["created_at"])]
+        found.sort(key=lambda e: (e["created_at"], e["id"]), reverse=(params.get("sort") or "desc") != "asc")
+        per_page = _int(params.get("per_page"), 20)
+        per_page = 20 if per_page < 1 else min(per_page, fake.max_per_page)
+        page = max(_int(params.get("page"), 1), 1)
+        pages = max(1, math.ceil(len(found) / per_page))
+        self._send(200, found[(page - 1) * per_page: page * per_page],
+                   _pagination_headers(self.base + self._record.path, self._record.query, page, per_page,
+                                       len(found), pages))
+
+    def _get_merge_base(self, user: dict[str, Any], params: dict[str, Any], id: str) -> None:
+        p = self._project(id)
+        query = self._record.query
+        refs = query.get("refs[]") or [r for v in query.get("refs", []) for r in v.split(",") if r]
+        if len(refs) < 2:
+            raise _Reply(400, {"message": "Provide at least 2 refs"})
+        shas = [resolve_commit(p.repo_dir, r) if p.repo_dir is not None else None for r in refs]
+        unknown = [r for r, sha in zip(refs, shas, strict=True) if sha is None]
+        if unknown:
+            noun = "ref" if len(unknown) == 1 else "refs"
+            raise _Reply(400, {"message": f"Could not find {noun}: {', '.join(unknown)}"})
+        assert p.repo_dir is not None
+        base = _git_try(p.repo_dir, "merge-base", *[s for s in shas if s])
+        if not base:
+            raise _Reply(404, {"message": "404 Merge Base Not Found"})
+        self._get_commit(user, params, id, base.decode().strip())
+
+    def _get_token_self(self, user: dict[str, Any], params: dict[str, Any]) -> None:
+        token = self.headers.get("PRIVATE-TOKEN") or params.get("private_token") or ""
+        with self.fake._lock:
+            found = self.fake._tokens[token]
+        self._send(200, {"id": 100 + user["id"], "name": "grader", "revoked": False,
+                         "created_at": "2024-09-01T08:00:00.000Z", "description": None,
+                         "scopes": sorted(found.scopes), "user_id": user["id"], "last_used_at": _now(),
+                         "active": True, "expires_at": None})
+
+    def _get_group_member(self, user: dict[str, Any], params: dict[str, Any], id: str, user_id: str) -> None:
+        fake = self.fake
+        with fake._lock:
+            group = fake._find_group(id)
+            if group is None:
+                raise _Reply(404, {"message": "404 Group Not Found"})
+            chain = [g for g in fake._groups.values()
+                     if group.full_path.lower() == g.full_path.lower()
+                     or group.full_path.lower().startswith(g.full_path.lower() + "/")]
+            levels = [fake._members[(g.id, _int(user_id, -1))] for g in chain if (g.id, _int(user_id, -1))
+                      in fake._members]
+            member = next((t.user for t in fake._tokens.values() if t.user["id"] == _int(user_id, -1)), None)
+        if not levels or member is None:
+            raise _Reply(404, {"message": "404 Not found"})
+        self._send(200, {**fake._user_json(member, self.base), "access_level": max(levels),
+                         "created_at": "2024-09-01T08:00:00.000Z", "expires_at": None,
+                         "membership_state": "active"})
 
     def _get_group_projects(self, user: dict[str, Any], params: dict[str, Any], id: str) -> None:
         fake = self.fake

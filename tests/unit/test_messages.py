@@ -16,8 +16,8 @@ from grader.messages import CATALOGUE, catalogue, message, title
 
 CHECKS_DIR = Path(checks.__file__).parent
 ALL_CHECK_IDS = sorted(VARIANT_CHECKS) + sorted(GLOBAL_CHECKS)
-# Sections that are not a check's own: shared reasons and build hints.
-SHARED = {"common", "hints", "discovery", "refusal"}
+# Sections that are not a check's own: shared reasons, build hints, and the words of reports, statuses and pages.
+SHARED = {"common", "hints", "discovery", "refusal", "report", "status", "pages"}
 
 
 def entries() -> list[tuple[str, str, dict]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -178,94 +179,104 @@ def test_language_does_not_change_the_score():
     assert (en["score"], [v["score"] for v in en["variants"]]) == (ru["score"], [v["score"] for v in ru["variants"]])
 
 
-# -- Markdown ---------------------------------------------------------------------------------
+# -- Markdown (the GitLab comment) -------------------------------------------------------------
 
 
-def test_markdown_has_the_total_and_a_table_row_per_variant():
+def test_markdown_leads_with_the_title_the_total_and_each_variant():
+    md = render_markdown(report_for())
+    lines = md.splitlines()
+
+    assert lines[0] == "## Docker: counter-backend three ways — Total **5/5**"
+    assert lines[2] == ("**single** ✓ 1.5/1.5 · **multistage** ✓ 1.5/1.5 · **nonroot** ✓ 1.5/1.5 · "
+                        "**Image size comparison** ✓ 0.5/0.5")
+    assert "A variant counts only when every one of its required checks passes" in md
+    assert "Nothing to fix: every required check passes." in md
+
+
+def test_markdown_collapses_what_passed_and_has_the_size_table():
     md = render_markdown(report_for())
 
-    assert md.startswith("## counter-backend: **5/5**")
-    assert "| Variant | File | Built | Size | uid | Score |" in md
-    assert "| single | `Dockerfile.single` | yes | 412 MB | 0 | 1.5/1.5 |" in md
-    assert "| multistage | `Dockerfile.multistage` | yes | 171 MB | 0 | 1.5/1.5 |" in md
-    assert "| nonroot | `Dockerfile.nonroot` | yes | 172 MB | 999 | 1.5/1.5 |" in md
+    passed = md[md.index("<details><summary>✓ Passed: 62 checks</summary>"):md.index("</details>")]
+    assert "Process does not run as root" in passed
+    assert md.count("✗") == 2  # only the rule and the legend name it
+    assert "| single | `Dockerfile.single` | 412 MB | 11 | 1.5/1.5 |" in md
+    assert "| nonroot | `Dockerfile.nonroot` | 172 MB | 11 | 1.5/1.5 |" in md
 
 
-def test_markdown_marks_passed_checks_and_has_no_details_when_all_pass():
-    md = render_markdown(report_for())
-
-    assert "| ✓ | Process does not run as root | The process runs with uid 999, not root. |" in md
-    assert "✗" not in md
-    assert "<details>" not in md
-
-
-def test_markdown_shows_a_failed_check_with_its_evidence_in_details():
+def test_markdown_shows_a_failed_check_first_with_its_evidence():
     md = render_markdown(report_for(nonroot_running_as_root()))
 
-    assert "## counter-backend: **3.5/5**" in md
-    assert "| nonroot | `Dockerfile.nonroot` | yes | 172 MB | 0 | 0/1.5 |" in md
-    assert "| ✗ | Process does not run as root |" in md
-    details = md[md.index("<details>"):md.index("</details>")]
-    assert "Process does not run as root" in details
-    assert "uid=0 (root)" in details
-    assert md.count("<details>") == md.count("</details>") == 1
+    assert md.startswith("## Docker: counter-backend three ways — Total **3.5/5**")
+    fix = md[md.index("### What to fix"):md.index("<details><summary>✓")]
+    assert "1. ✗ **Process does not run as root** — variant nonroot" in fix
+    assert "uid=0 (root)" in fix  # the evidence, not collapsed
+    assert "| nonroot | `Dockerfile.nonroot` | 172 MB | 11 | 0/1.5 |" in md
 
 
-def test_markdown_shows_a_warning_with_the_dockerfile_line():
+def test_markdown_shows_a_warning_as_advice_with_the_dockerfile_line():
     md = render_markdown(report_for(single_with_shell_form_cmd()))
 
-    assert "| ! | ENTRYPOINT/CMD in exec form |" in md
-    assert "line 15: CMD python -m counter_backend" in md
+    advice = md[md.index("### Advice"):md.index("<details><summary>✓")]
+    assert "- ! **ENTRYPOINT/CMD in exec form** — variant single" in advice
+    assert "`Dockerfile.single:15`" in advice  # no project known (local run): a plain reference
+    assert "line 15: CMD python -m counter_backend" in advice
+    assert "Nothing to fix" in md  # a warning costs nothing
 
 
-def test_markdown_escapes_pipes_in_messages():
+def test_markdown_escapes_student_text_in_messages():
     facts = passing_submission(A)
     facts.variants["single"].runtime.probes[0].passed = False
-    facts.variants["single"].runtime.probes[0].body = "a|b"
+    facts.variants["single"].runtime.probes[0].body = "a|b <img src=x> **c** @teacher"
 
     md = render_markdown(report_for(facts))
 
-    row = next(line for line in md.splitlines() if line.startswith("| ✗ | HTTP API answers |"))
-    assert "a\\|b" in row
+    line = next(line for line in md.splitlines() if "a\\|b" in line)
+    assert "\\<img src=x\\>" in line and "\\*\\*c\\*\\*" in line and "@\u200bteacher" in line
+    outside_code = re.sub(r"```.*?```", "", md, flags=re.S)
+    assert "<img" in md and not re.search(r"(?<!\\)<img", outside_code)  # raw only in the code block
 
 
 def test_markdown_in_russian():
     md = render_markdown(report_for(lang="ru"))
 
-    assert "| Вариант | Файл | Сборка | Размер | uid | Баллы |" in md
-    assert "### Одноэтапная сборка (single): 1.5/1.5" in md
+    assert md.startswith("## Docker: counter-backend тремя способами — Итого **5/5**")
+    assert "**single** ✓ 1,5/1,5" in md
+    assert "| Вариант | Файл | Размер | Слоёв | Баллы |" in md
+    assert "| single | `Dockerfile.single` | 412 МБ | 11 | 1,5/1,5 |" in md
 
 
-# -- text -------------------------------------------------------------------------------------
+# -- text (terminals, CI logs) -----------------------------------------------------------------
 
 
 def test_text_has_the_total_and_the_size_table():
     text = render_text(report_for())
     lines = text.splitlines()
 
-    assert lines[0] == "counter-backend: Total 5/5"
+    assert lines[0] == "Docker: counter-backend three ways — Total 5/5"
     sizes = text[text.index("Image sizes"):]
     for name, mb in (("single", "412 MB"), ("multistage", "171 MB"), ("nonroot", "172 MB")):
         row = next(line for line in sizes.splitlines() if f" {name} " in line)
         assert mb in row and "11" in row
 
 
-def test_text_lists_each_variant_with_its_checks():
+def test_text_lists_the_failed_check_before_what_passed():
     text = render_text(report_for(nonroot_running_as_root()))
 
-    assert "counter-backend: Total 3.5/5" in text
-    assert "nonroot — Multi-stage build without root: 0/1.5" in text
-    assert "✗ Process does not run as root: The process in the container runs as root (uid 0)." in text
+    assert "Docker: counter-backend three ways — Total 3.5/5" in text
+    assert "nonroot ✗ 0/1.5" in text
+    fix = text.index("✗ 1. Process does not run as root (variant nonroot)")
+    assert "The process in the container runs as root (uid 0)." in text[fix:]
     assert "│ uid=0 (root)" in text  # the evidence of a failed check
-    assert "✓ Image size comparison" in text
+    assert fix < text.index("Passed: ")
+    assert "Image size comparison" in text[text.index("Passed: "):]
 
 
-def test_text_says_no_for_a_build_that_failed():
+def test_text_says_a_build_failed_with_its_log():
     text = render_text(report_for(multistage_build_failed()))
 
-    row = next(line for line in text.splitlines() if " multistage " in line and "Dockerfile" in line)
-    assert " no " in row
-    assert "✗ Image builds: The build failed (exit code 1)." in text
+    assert "✗ 1. Image builds (variant multistage)" in text
+    assert "The build failed (exit code 1)." in text
+    assert "│ #9 ERROR: exit code: 1" in text
 
 
 @pytest.mark.parametrize(("lang", "total", "sizes"), [("en", "Total", "Image sizes"),
@@ -273,7 +284,7 @@ def test_text_says_no_for_a_build_that_failed():
 def test_text_labels_follow_the_language(lang, total, sizes):
     text = render_text(report_for(lang=lang))
 
-    assert text.splitlines()[0] == f"counter-backend: {total} 5/5"
+    assert text.splitlines()[0].endswith(f" — {total} 5/5")
     assert sizes in text
 
 

@@ -61,9 +61,10 @@ def test_unexpected_error_ends_the_submission_ungradable_and_says_so_on_the_comm
     assert sub.state == State.UNGRADABLE
     assert "internal error (AttributeError)" in sub.error and "regrade" in sub.error
     # "running" is followed by "canceled", never left as the commit's last word; no zero is given.
+    # The commit speaks the course's language (ru) and says whose problem it is; the error is the instructors'.
     assert delivered_statuses(service, fake) == [
-        ("running", "grading…"),
-        ("canceled", "not graded (grader problem): internal error (AttributeError); an instructor can regrade it"),
+        ("running", "идёт проверка…"),
+        ("canceled", "не проверено из-за сбоя проверяющей системы — это не ваша ошибка; преподаватель перепроверит"),
     ]
     assert sub.score is None
 
