@@ -209,7 +209,7 @@ class Pages:
             description = state_description(state, lang, late=sub.late, sha=following.sha if following else None)
         refresh = REFRESH_S if sub.state in (State.QUEUED, State.RUNNING) else None
         return self._page("state.html", lang=lang, heading=heading, description=description, state=sub.state,
-                          refresh=refresh, **context)
+                          refresh=refresh, **context)  # type: ignore[arg-type]
 
     def css(self) -> Response:
         return Response(stylesheet(), media_type="text/css", headers={"cache-control": "public, max-age=3600"})

@@ -198,7 +198,8 @@ def render_text(report: dict, width: int = 110) -> str:
 
 def _text_item(d: Digest, item: Item, number: str, width: int) -> list[str]:
     scope = where(d, item)
-    lines = ["  " + " ".join(x for x in (MARK[item.status], number, item.title) if x) + (f" ({scope})" if scope else "")]
+    head = " ".join(x for x in (MARK[item.status], number, item.title) if x)
+    lines = ["  " + head + (f" ({scope})" if scope else "")]
     refs = " · ".join(loc.label for loc in item.locations)
     lines.append(_wrap((refs + " — " if refs else "") + plain(item.message), width, "      ", "      "))
     lines += [f"      │ {line}" for line in evidence_lines(d, item)]
