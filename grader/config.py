@@ -21,7 +21,12 @@ class Settings(BaseSettings):
     build_timeout_s: float = 600.0  # per build: each variant's own wall clock, also when they build at once
     parallel_builds: int = 3  # variants built at once; 1 builds one after another
     verdict_cache: bool = True  # reuse the verdict of an identical input (grader/verdict_cache.py)
-    reconcile_s: float = 60.0  # how often workers re-send what the broker lost, and deliver due posts
+    reconcile_s: float = 15.0  # how often workers re-send what the broker lost, and deliver due posts
+    # A worker beats in Redis every heartbeat_s for the grading it holds; a running grading nobody
+    # beats for is taken over after takeover_after_s (grader/heartbeat.py). Worst case until another
+    # worker starts it: takeover_after_s + reconcile_s.
+    heartbeat_s: float = 5.0
+    takeover_after_s: float = 30.0
     job_timeout_s: float = 2400.0  # watchdog on a whole grading: builds, runs, cleanup
     ready_timeout_s: float = 30.0
     probe_timeout_s: float = 5.0

@@ -225,6 +225,12 @@ class Engine:
         (when isolated; the network's name is yielded), and every container and image labelled with
         the job, swept on leaving however it is left (an error, Ctrl-C, the watchdog). When the
         grading ended with an error, a failure to sweep is logged and the grading's error wins."""
+        # A grading taken over from a worker that was killed mid-job (same engine, same job name)
+        # finds that worker's containers, network and firewall rules: they go first.
+        try:
+            self.remove_job(job, images=not keep_images)
+        except GraderError as exc:  # creating the job's network will then say what is wrong
+            log.warning("sweeping what an earlier run of job %s left failed: %s", job, exc)
         with self.job_network(job) if isolate else nullcontext(None) as network:
             try:
                 yield network
@@ -257,6 +263,17 @@ class Engine:
             raise
         wall.open()
         self._remove_network(net.name)
+
+    def _drop_network(self, name: str) -> None:
+        """A network some earlier run left, with the firewall rules on its bridge."""
+        try:
+            net = self.client.networks.get(name)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            raise GraderError(f"cannot inspect network {name}: {_short(exc)}") from exc
+        HostFirewall(self.settings.iptables, "br-" + net.id[:12]).open()
+        self._remove_network(name)
 
     def _remove_network(self, name: str) -> None:
         try:
@@ -314,7 +331,7 @@ class Engine:
                 c.remove(force=True)
             networks = [n for n in self.client.networks.list(filters=flt) if _created(n.attrs) < cutoff]
             for net in networks:
-                self._remove_network(net.name)
+                self._drop_network(net.name)
             images = [i for i in self.client.images.list(filters=flt) if _created(i.attrs) < cutoff]
             for img in images:
                 self.remove_image(img.id)
@@ -339,7 +356,7 @@ class Engine:
         except docker.errors.DockerException as exc:
             raise GraderError(f"cannot clean up job {job}: {_short(exc)}") from exc
         for net in self.client.networks.list(filters=flt):
-            self._remove_network(net.name)
+            self._drop_network(net.name)  # with its firewall rules: a killed run left them
         for img in found:
             for tag in img.tags or [img.id]:
                 self.remove_image(tag)

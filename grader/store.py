@@ -665,6 +665,13 @@ class Store:
         with self._session(write=False) as s:
             return list(s.scalars(select(Submission.id).where(stuck).order_by(Submission.id)))
 
+    def running_since(self) -> list[tuple[int, datetime]]:
+        """(id, started_at) of every submission being graded now, for the heartbeat takeover."""
+        with self._session(write=False) as s:
+            rows = s.execute(select(Submission.id, Submission.started_at)
+                             .where(Submission.state == State.RUNNING, Submission.started_at.is_not(None)))
+            return [(i, started) for i, started in rows if started is not None]
+
     def requeue_running(self, id: int) -> bool:
         """running → queued, for a retry after an infrastructure failure."""
         with self._session() as s:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import redis
 from celery import Celery, Task
 
+from grader import heartbeat
 from grader.config import get_settings
 from grader.errors import GraderError
+from grader.store import Store
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -68,7 +71,9 @@ class GraderTask(Task):
 @app.task(base=GraderTask, bind=True, name="grader.grade")
 def grade_submission(self: Task, submission_id: int) -> None:
     try:
-        outcome = service().grade(submission_id)
+        with heartbeat.beating(_redis(), settings.instance, submission_id, every_s=settings.heartbeat_s,
+                               holder=f"{self.request.hostname or heartbeat.holder_name()}"):
+            outcome = service().grade(submission_id)
         for newer in outcome.revived:  # an older commit delivered late had superseded it: grade it after all
             enqueue(newer)
     except GraderError as exc:
@@ -84,27 +89,56 @@ def grade_submission(self: Task, submission_id: int) -> None:
 @app.task(name="grader.reconcile", ignore_result=True)
 def reconcile() -> None:
     """Every GRADER_RECONCILE_S (Celery beat, in every worker): what the database says is waiting
-    but the broker no longer holds — Redis restarted empty, a publish lost — is sent again, and due
-    posts are delivered. Nobody has to run `grader regrade --stuck`. A job sent twice is graded
-    once (Store.start takes a submission once)."""
-    held = ids_in_broker(_redis())
+    but the broker no longer holds — Redis restarted empty, a publish lost — is sent again; a
+    running grading whose worker stopped beating (killed, host lost) is taken over; due posts are
+    delivered. Nobody has to run `grader regrade --stuck`. A job sent twice is graded once
+    (Store.start takes a submission once)."""
+    client = _redis()
+    held = ids_in_broker(client)
     if held is None:  # the broker cannot say: sending blind could flood a long queue
         return
+    store = service().store
     stale = datetime.now(UTC) - timedelta(seconds=settings.reconcile_s)
-    lost = [i for i in service().store.select_stuck(settings.stale_after, queued_before=stale) if i not in held]
+    lost = [i for i in store.select_stuck(settings.stale_after, queued_before=stale) if i not in held]
     for submission_id in lost:
         grade_submission.delay(submission_id)
     if lost:
         log.warning("re-sent %d submission(s) the broker no longer held: %s", len(lost), lost[:20])
+    take_over_silent(client, store)
     deliver_posts.delay()
     _collect_garbage()
 
 
+def take_over_silent(client: redis.Redis, store: Store) -> list[int]:
+    """Running gradings nobody beats for: back to queued (once, however many reconcilers run at
+    the same moment: `requeue_running` is one conditional UPDATE) and sent again."""
+    beating = heartbeat.held(client, settings.instance)
+    if beating is None:
+        return []
+    grace = timedelta(seconds=settings.takeover_after_s)
+    taken = [i for i in heartbeat.silent(store.running_since(), beating, grace=grace) if store.requeue_running(i)]
+    for submission_id in taken:
+        grade_submission.delay(submission_id)
+    if taken:
+        log.warning("took over %d grading(s) whose worker went silent for %.0f s: %s", len(taken),
+                    settings.takeover_after_s, taken[:20])
+    return taken
+
+
+_last_gc = 0.0
+GC_EVERY_S = 300.0
+
+
 def _collect_garbage() -> None:
     """This host's engine: what killed runs left (older than GRADER_GC_AFTER_S), and BuildKit's
-    cache trimmed to GRADER_BUILD_CACHE_BYTES — here, once a period, not inside every grading."""
+    cache trimmed to GRADER_BUILD_CACHE_BYTES — here, at most every GC_EVERY_S per worker process,
+    not inside every grading nor at every reconcile."""
+    global _last_gc
     from grader.engine import Engine
 
+    if time.monotonic() - _last_gc < GC_EVERY_S and _last_gc:
+        return
+    _last_gc = time.monotonic()
     try:
         Engine(settings).gc(settings.gc_after_s, settings.build_cache_bytes)
     except GraderError as exc:  # the engine is down: the next grading will say so loudly

@@ -64,6 +64,20 @@ def pg_url(pg_database: str) -> Iterator[str]:
 
 
 
+@pytest.fixture
+def redis_client() -> Iterator:
+    """The machine's Redis (database 0, shared): a test keeps to keys of its own instance name."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, db=0, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as e:
+        pytest.fail(f"Redis unreachable on 127.0.0.1:6379: {e}; start it (see .ci/run)")
+    yield client
+    client.close()
+
+
 # -- The images of compose.yaml, made the operator's way -------------------------------------------
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,7 +105,8 @@ def stack_images() -> Iterator[dict[str, str]]:
 # -- test tiers ---------------------------------------------------------------------------------
 # pure: nothing but Python and the filesystem; services: also Redis/PostgreSQL; docker: an engine.
 # `make test-pure` runs the first tier on a laptop with none of them.
-SERVICE_FIXTURES = {"pg_url", "pg_database", "store_url", "store", "push", "graded", "broker_url", "database_url"}
+SERVICE_FIXTURES = {"pg_url", "pg_database", "store_url", "store", "push", "graded", "broker_url", "database_url",
+                    "redis_client"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

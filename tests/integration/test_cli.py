@@ -81,7 +81,7 @@ def test_interrupt_during_a_run_removes_its_containers_images_and_temp_dirs(engi
     assert proc.poll() is None, "the run ended before a container was seen"
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err[-3000:]
     assert "interrupted" in err
     assert list(tmp_path.iterdir()) == []  # the job's workspace went too
 
@@ -114,6 +114,6 @@ def test_validate_fails_a_valid_rubric_the_solution_cannot_satisfy(tmp_path):
     assert result.returncode == 1, result.stderr
     assert "valid" in result.stdout and "scores 0.5/5" in result.stderr and "http_contract" in result.stderr
     broken = tmp_path / "broken.toml"
-    broken.write_text(text.replace("advisory", "advisroy", 1), encoding="utf-8")
+    broken.write_text(text.replace("\nadvisory = [", "\nadvisroy = [", 1), encoding="utf-8")
     result = grader("validate", str(broken))
     assert result.returncode == 2 and "did you mean advisory?" in result.stderr

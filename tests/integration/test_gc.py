@@ -67,3 +67,29 @@ def test_a_jobs_leftovers_are_swept_when_it_ends_and_its_error_wins_over_a_faile
 def settings_image(_engine) -> str:
     from grader import assignment as assignment_mod
     return assignment_mod.load().base_image
+
+
+def test_a_job_taken_over_from_a_killed_worker_first_removes_what_that_worker_left(engine, settings):
+    """A worker SIGKILLed mid-job leaves its container, its network and the firewall rules on that
+    network's bridge; the worker that takes the grading over runs the same job name on the same
+    engine, so without this the network's name is taken and every retry fails."""
+    job = f"takeover-{uuid.uuid4().hex[:8]}"
+    mine = {"label": f"{LABEL_JOB}={job}"}
+    killed = engine.job(job, isolate=True)
+    network = killed.__enter__()  # entered and never left: what SIGKILL does to a `with`
+    old = engine.client.networks.get(network)
+    engine.client.containers.create(settings_image(engine), command=["true"], labels=engine._labels(job))
+    bridge = "br-" + old.id[:12]
+    assert _rules_on(bridge)  # control: the killed job's wall is up
+    with engine.job(job, isolate=True) as again:
+        assert engine.client.containers.list(all=True, filters=mine) == []
+        assert engine.client.networks.get(again).id != old.id
+        assert not _rules_on(bridge)
+    assert engine.client.networks.list(names=[network]) == [] and not _rules_on(bridge)
+
+
+def _rules_on(bridge: str) -> list[str]:
+    import subprocess
+
+    out = subprocess.run(["iptables", "-S", "INPUT"], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if bridge in line]
