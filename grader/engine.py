@@ -347,8 +347,9 @@ class Engine:
             raise GraderError(f"cannot prune the build cache: {_short(exc)}") from exc
 
     def remove_job(self, job: str, images: bool = True) -> None:
-        """Removes every container (and image) labelled with this job, also after a crash or Ctrl-C."""
-        flt = {"label": f"{LABEL_JOB}={job}"}
+        """Removes every container (and image) labelled with this job, also after a crash or Ctrl-C;
+        only this grader instance's (two instances on one engine may use the same job name)."""
+        flt = {"label": [f"{LABEL_JOB}={job}", f"{LABEL_INSTANCE}={self.settings.instance}"]}
         try:
             for c in self.client.containers.list(all=True, filters=flt):
                 c.remove(force=True)

@@ -54,7 +54,10 @@ class Job:
 
 def grade(repo: Path, assignment: Assignment, settings: Settings, engine: Engine,
           reference: Path | None = None, log_dir: Path | None = None,
-          progress: Progress = lambda _msg: None, found: Discovery | None = None) -> tuple[SubmissionFacts, Scored]:
+          progress: Progress = lambda _msg: None, found: Discovery | None = None,
+          job_id: str | None = None) -> tuple[SubmissionFacts, Scored]:
+    """`job_id` names what the engine labels for this grading; a submission's own (the service
+    passes one) lets a run taken over from a killed worker sweep what that worker left."""
     reference = reference or assignment.reference
     found = found or discover(repo, assignment, reference)
     if not engine.has_image(assignment.base_image):
@@ -63,7 +66,7 @@ def grade(repo: Path, assignment: Assignment, settings: Settings, engine: Engine
     for n in found.notes:
         progress(note_text(n, "en"))
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
-        job = Job(uuid.uuid4().hex[:12], repo.resolve(), log_dir or Path(tmp), assignment, settings, engine,
+        job = Job(job_id or uuid.uuid4().hex[:12], repo.resolve(), log_dir or Path(tmp), assignment, settings, engine,
                   progress)
         job.log_dir.mkdir(parents=True, exist_ok=True)
         def expire() -> None:
@@ -88,7 +91,8 @@ def grade(repo: Path, assignment: Assignment, settings: Settings, engine: Engine
 
 def grade_report(repo: Path, assignment: Assignment, settings: Settings, engine: Engine, lang: str, *,
                  reference: Path | None = None, log_dir: Path | None = None, progress: Progress = lambda _m: None,
-                 cache: VerdictCache | None = None, source: str = "local") -> tuple[dict, float]:
+                 cache: VerdictCache | None = None, source: str = "local",
+                 job_id: str | None = None) -> tuple[dict, float]:
     """The report (JSON data) and score, from the verdict cache when this exact input was graded
     before (`source` names what it was, e.g. a commit, for the next one to quote)."""
     found = discover(repo, assignment, reference or assignment.reference)
@@ -102,7 +106,7 @@ def grade_report(repo: Path, assignment: Assignment, settings: Settings, engine:
             reused = Note("reused", source=entry["source"], graded_at=entry["graded_at"])
             report["notes"] = [note_text(reused, lang), *report["notes"]]
             return report, float(report["score"])
-    facts, scored = grade(repo, assignment, settings, engine, reference, log_dir, progress, found)
+    facts, scored = grade(repo, assignment, settings, engine, reference, log_dir, progress, found, job_id)
     report = to_json(facts, scored, assignment, lang)
     if cache is not None and digest is not None and cacheable(facts, assignment):
         cache.put(digest, report, source, datetime.now(UTC).isoformat(timespec="seconds"))

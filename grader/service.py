@@ -4,6 +4,7 @@ its results to GitLab from the durable outbox. Tasks (grader/tasks.py) are thin 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -139,10 +140,16 @@ class Service:
                     else None
                 report, _ = grade_report(repo, self.assignment, self.settings, Engine(self.settings),
                                          self.assignment.language, reference=self.assignment.reference, cache=cache,
-                                         source=source or f"project {project_id}, commit {sha[:8]}")
+                                         source=source or f"project {project_id}, commit {sha[:8]}",
+                                         job_id=self._job_id(workspace))
                 return report
         except SubmissionError as exc:
             return self._refusal(refusal(exc, self.assignment.language))
+
+    def _job_id(self, workspace: str) -> str:
+        """The engine's name for this grading: the same for every run of one submission (a run taken
+        over from a killed worker then sweeps what that worker left), never another instance's."""
+        return f"{workspace}-{hashlib.sha256(self.settings.instance.encode()).hexdigest()[:6]}".lower()
 
     def give_up(self, submission_id: int, error: str) -> None:
         """After the last retry of an infrastructure failure: ungradable, said so on the commit."""
