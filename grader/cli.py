@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from enum import StrEnum
@@ -18,6 +19,8 @@ from grader.errors import ConfigError, GraderError, SubmissionError
 
 if TYPE_CHECKING:
     from datetime import timedelta
+
+    from fastapi import FastAPI
 
     from grader.config import Settings
     from grader.store import Store
@@ -214,6 +217,8 @@ def doctor(docker_cli: Annotated[str | None, typer.Option(help="docker CLI to te
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (one core each; on SQLite they take "
+                                                     "turns writing).")] = 1,
 ) -> None:
     """Serve the GitLab webhook (POST /webhooks/gitlab) and the report pages.
 
@@ -222,16 +227,28 @@ def serve(
     """
     import uvicorn
 
-    from grader.tasks import broker_ready, enqueue
-    from grader.web import create_app
-
     settings = get_settings()
     try:
         settings.require("webhook_secret", "gitlab_url", "gitlab_token")
-        application = create_app(settings, _startup_checks(settings), enqueue, ready=broker_ready)
+        application = serve_app() if workers == 1 else None
+        if application is None:
+            _startup_checks(settings).close()  # a one-line error here, not one per worker process
     except GraderError as exc:
         _fail(exc, exc.exit_code)
-    uvicorn.run(application, host=host, port=port, log_level="info", server_header=False)  # no banner
+    # Each worker process builds its own app (its own database pool and broker client) from the
+    # factory; uvicorn restarts one that dies. No access log: at hundreds of pushes a second it is
+    # a large share of the CPU, and GitLab keeps each delivery's answer in the hook's own log.
+    uvicorn.run(application or "grader.cli:serve_app", factory=application is None, workers=workers, host=host,
+                port=port, log_level="info", access_log=False, server_header=False)  # no banner
+
+
+def serve_app() -> FastAPI:
+    """The webhook and pages app, as each `grader serve` worker process makes it (from GRADER_* settings)."""
+    from grader.tasks import broker_ready, enqueue_push
+    from grader.web import create_app
+
+    settings = get_settings()
+    return create_app(settings, _startup_checks(settings), enqueue_push, ready=broker_ready)
 
 
 def _startup_checks(settings: Settings) -> Store:
@@ -253,8 +270,6 @@ def worker(
                                  "posts every GRADER_RECONCILE_S). Safe on several workers at once.")] = True,
 ) -> None:
     """Start a Celery worker that grades submissions (extra arguments go to celery worker)."""
-    from grader.tasks import app as celery_app
-
     settings = get_settings()
     try:
         settings.require("gitlab_url", "gitlab_token")
@@ -264,7 +279,15 @@ def worker(
     schedule = settings.work_dir / f"beat-{settings.instance}"  # beat's own bookkeeping, per instance
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     extra = ["--beat", f"--schedule={schedule}"] if beat else []
-    celery_app.worker_main(["worker", "--loglevel=INFO", f"--concurrency={concurrency}", *extra, *ctx.args])
+    # A fresh interpreter, not this one: BuildKit's parser (the `dockerfile` package, Go inside) is
+    # loaded here by now, and a Go runtime inherited through fork() hangs the pool's children in
+    # their first big parse (tests/unit/test_worker_start.py shows it). Celery's main process then
+    # never loads it; each pool process loads its own.
+    argv = [sys.executable, "-m", "celery", "-A", "grader.tasks", "worker", "--loglevel=INFO",
+            f"--concurrency={concurrency}", *extra, *ctx.args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
 
 
 @app.command()
@@ -534,9 +557,14 @@ class SimilarityFormat(StrEnum):
 
 
 @app.command(epilog="Exit codes: 0 compared (whatever the scores), 1 no Dockerfile could be read in any "
-                    "directory, 2 bad options or assignment file.")
+                    "directory (or none is stored), 2 bad options or assignment file, 3 the store is unavailable.")
 def similarity(
-    dirs: Annotated[list[Path], typer.Argument(help="Students' repositories: local directories or git checkouts.")],
+    dirs: Annotated[list[Path] | None, typer.Argument(
+        help="Students' repositories: local directories or git checkouts. None: compare from the store.")] = None,
+    group: Annotated[list[str] | None, typer.Option(
+        help="Compare from the store: each project's latest graded submission under this group path "
+             "(subgroups too); repeatable. Without DIRs or --group: the groups of GRADER_GROUPS, or every "
+             "project when it lists none.")] = None,
     fmt: Annotated[SimilarityFormat, typer.Option("--format", help="Report format.")] = SimilarityFormat.text,
     top: Annotated[int | None, typer.Option(
         help="Show this many pairs. Default: 20 in text, every listed pair in json and csv.")] = None,
@@ -550,18 +578,37 @@ def similarity(
     """Compare students' Dockerfiles pairwise, the course's skeleton discounted: top pairs, scores,
     matching lines side by side, and who pushed first. A high score is a reason to look, not a verdict."""
     from grader.similarity import compare, load_config
-    from grader.similarity.local import records_from_dirs
     from grader.similarity.render import to_csv, to_json, to_text
 
+    if dirs and group:
+        _fail(ConfigError("give DIRs or --group, not both"), 2)
+    settings = get_settings()
     try:
-        rubric = assignment_mod.load(assignment or get_settings().assignment_file)
+        rubric = assignment_mod.load(assignment or settings.assignment_file)
         config = load_config(rubric, base or ())
     except ConfigError as exc:
         _fail(exc, exc.exit_code)
-    records, problems = records_from_dirs(dirs, rubric)
-    if not records:
-        _fail("no Dockerfile could be read: " + "; ".join(problems), SubmissionError.exit_code)
-    pairs, index = compare(records, config)
+    if dirs:
+        from grader.similarity.local import records_from_dirs
+
+        records, problems = records_from_dirs(dirs, rubric)
+        if not records:
+            _fail("no Dockerfile could be read: " + "; ".join(problems), SubmissionError.exit_code)
+        pairs, index = compare(records, config)
+    else:
+        from grader.similarity import stored
+        from grader.store import Store
+
+        groups = group or settings.groups
+        try:
+            index, subs = stored.load(Store(settings.database_url), config, groups)
+        except GraderError as exc:
+            _fail(exc, exc.exit_code)
+        if not subs:
+            where = ", ".join(groups) if groups else "any project"
+            _fail(f"no graded submission with stored Dockerfiles under {where} (submissions graded before "
+                  "schema version 3 have none until regraded)", SubmissionError.exit_code)
+        pairs, problems = index.pairs(), []
     problems += [f"{record.id}: {reason}" for record, reason in index.skipped]
     if fmt == SimilarityFormat.text:
         sys.stdout.write(to_text(pairs, config.threshold, 20 if top is None else top, problems))
