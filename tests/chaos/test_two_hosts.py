@@ -1,0 +1,187 @@
+"""Two worker hosts on this machine, and faults on purpose (`pytest -m chaos` runs them alone).
+
+Each host is a network namespace with its own dockerd (scripts/hosts); its `grader worker` reaches
+Redis, PostgreSQL and the GitLab-compatible server of the control host only through its veth. The
+webhook service runs on the control host. Every test asserts that every push ends with exactly one
+final status and one comment, the scoreboard matches, and nothing is left on either engine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import docker
+import pytest
+
+from grader.engine import LABEL_INSTANCE
+from grader.store import State, Store
+from tests.conftest import REFERENCE_REPO, ROOT
+from tests.e2e.test_service import INSTANCE, broker_url, push, scoreboard, service  # noqa: F401 - fixture
+from tests.support.fake_gitlab import FakeGitLab
+
+pytestmark = [pytest.mark.docker, pytest.mark.chaos]
+HOSTS = ROOT / "scripts" / "hosts"
+FINAL = {"success", "failed", "canceled"}
+# Short beats keep the faults quick; production defaults are 5 s, 30 s and 15 s.
+QUICK = {"GRADER_HEARTBEAT_S": "1", "GRADER_TAKEOVER_AFTER_S": "4", "GRADER_RECONCILE_S": "2",
+         "GRADER_VERDICT_CACHE": "0"}  # every push is built: the throughput is the engines'
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[list[int]]:
+    numbers = [1, 2]
+    for n in numbers:
+        up = subprocess.run([str(HOSTS), "up", str(n), "--forward", "6379,5432"], capture_output=True, text=True,
+                            timeout=600)
+        assert up.returncode == 0, up.stderr[-3000:]
+    try:
+        yield numbers
+    finally:
+        for n in numbers:
+            subprocess.run([str(HOSTS), "down", str(n)], capture_output=True, timeout=120)
+
+
+def _engine(n: int) -> docker.DockerClient:
+    return docker.DockerClient(base_url=f"unix:///run/grader-hosts/h{n}/docker.sock", timeout=30)
+
+
+def _control(url: str, n: int) -> str:
+    return url.replace("127.0.0.1", f"10.231.{n}.1")
+
+
+@contextmanager
+def worker(n: int, env: dict, log: Path, **extra: str) -> Iterator[subprocess.Popen]:
+    port = re.search(r":(\d+)$", env["GRADER_GITLAB_URL"]).group(1)  # type: ignore[union-attr]
+    subprocess.run([str(HOSTS), "forward", str(n), port], check=True, timeout=30)
+    host_env = {**env, **QUICK, **extra, "GRADER_BROKER_URL": _control(env["GRADER_BROKER_URL"], n),
+                "GRADER_DATABASE_URL": _control(env["GRADER_DATABASE_URL"], n),
+                "GRADER_GITLAB_URL": _control(env["GRADER_GITLAB_URL"], n)}
+    with log.open("ab") as out:
+        proc = subprocess.Popen([str(HOSTS), "exec", str(n), sys.executable, "-m", "grader.cli", "worker",
+                                 "--concurrency", "1", "-n", f"h{n}@%h"], env=host_env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+def _projects(gitlab: FakeGitLab, tmp: Path, count: int, prefix: str) -> list[tuple[object, str]]:
+    return [gitlab.create_repo_project(f"devops-2026/{prefix}{i:02d}-docker", tmp / "repos", source=REFERENCE_REPO)
+            for i in range(count)]
+
+
+# Every project holds the same reference commit, so a push is (project id, sha), never the sha alone.
+Push = tuple[int, str]
+
+
+def _pushed(base: str, gitlab: FakeGitLab, project, sha: str) -> Push:
+    push(base, gitlab, project, sha)
+    return project.id, sha
+
+
+def _states(gitlab: FakeGitLab, one: Push) -> list[str]:
+    return [s.state for s in gitlab.statuses if (s.project_id, s.sha) == one]
+
+
+def _comments(gitlab: FakeGitLab, one: Push) -> int:
+    return sum(1 for c in gitlab.comments if (c.project_id, c.sha) == one)
+
+
+def _finished(gitlab: FakeGitLab, pushes: list[Push]) -> bool:
+    return all(any(s in FINAL for s in _states(gitlab, p)) and _comments(gitlab, p) for p in pushes)
+
+
+def _graded_by(log: Path) -> int:
+    return len(re.findall(r"Task grader\.grade\[[^\]]+\] succeeded", log.read_text(errors="replace")))
+
+
+def _assert_once_each(gitlab: FakeGitLab, pushes: list[Push]) -> None:
+    for one in pushes:
+        seen = _states(gitlab, one)
+        assert [s for s in seen if s in FINAL] == ["success"], (one, seen)
+        assert seen[0] == "pending" and seen[-1] == "success", (one, seen)
+        assert _comments(gitlab, one) == 1, one
+    assert len(gitlab.comments) == len(pushes)
+
+
+def _left_on(n: int) -> list[str]:
+    client = _engine(n)
+    mine = {"label": f"{LABEL_INSTANCE}={INSTANCE}"}
+    return [f"container {c.name}" for c in client.containers.list(all=True, filters=mine)] + \
+        [f"network {x.name}" for x in client.networks.list(filters=mine)]
+
+
+def test_pushes_spread_over_two_hosts_are_each_graded_once_by_either(tmp_path, broker_url, pg_url, hosts):  # noqa: F811
+    with FakeGitLab() as gitlab, service(tmp_path, gitlab, broker_url, pg_url, worker=False) as (base, env):
+        # one host alone first: the yardstick for two
+        alone = _projects(gitlab, tmp_path, 4, "alone")
+        with worker(1, env, tmp_path / "h1.log"):
+            warm = [_pushed(base, gitlab, *alone[0])]  # warms host 1's build cache, not timed
+            FakeGitLab.wait_until(lambda: _finished(gitlab, warm), timeout=600, interval=0.5)
+            started = time.monotonic()
+            timed = [_pushed(base, gitlab, project, sha) for project, sha in alone[1:]]
+            FakeGitLab.wait_until(lambda: _finished(gitlab, timed), timeout=600, interval=0.5)
+            one_host = len(timed) / (time.monotonic() - started)
+        both = _projects(gitlab, tmp_path, 16, "both")  # 20 pushes in all
+        with worker(1, env, tmp_path / "h1.log"), worker(2, env, tmp_path / "h2.log"):
+            started = time.monotonic()
+            spread = [_pushed(base, gitlab, project, sha) for project, sha in both]
+            FakeGitLab.wait_until(lambda: _finished(gitlab, spread), timeout=1200, interval=0.5)
+            two_hosts = len(spread) / (time.monotonic() - started)
+            time.sleep(3)  # a doubled grading or post would land now
+        pushes = warm + timed + spread
+        board = scoreboard(env)
+    by_host = {n: _graded_by(tmp_path / f"h{n}.log") for n in hosts}
+    print(f"throughput: one host {one_host * 3600:.0f} jobs/h, two hosts {two_hosts * 3600:.0f} jobs/h "
+          f"({two_hosts / one_host:.2f}x); graded by host: {by_host}")
+    _assert_once_each(gitlab, pushes)
+    assert by_host[2] >= 1 and by_host[1] >= len(alone)
+    assert sum(by_host.values()) == len(pushes)
+    assert sorted(e["latest_score"] for e in board["entries"]) == [5.0] * len(pushes)
+    assert _left_on(1) == [] and _left_on(2) == []
+
+
+def test_a_worker_killed_mid_build_on_one_host_is_finished_on_the_other_once(tmp_path, broker_url, pg_url,  # noqa: F811
+                                                                            hosts):
+    with FakeGitLab() as gitlab, service(tmp_path, gitlab, broker_url, pg_url, worker=False) as (base, env):
+        store = Store(pg_url)
+        project, sha = _projects(gitlab, tmp_path, 1, "killed")[0]
+        with worker(2, env, tmp_path / "h2.log") as victim:
+            one = _pushed(base, gitlab, project, sha)
+            FakeGitLab.wait_until(lambda: store.running_since(), timeout=300, interval=0.1)
+            submission = store.running_since()[0][0]
+            time.sleep(1.5)  # into the builds
+            os.killpg(victim.pid, signal.SIGKILL)
+            victim.wait(timeout=10)
+            killed_at = time.monotonic()
+        got = store.get(submission)
+        assert got is not None and got.state == State.RUNNING, "control: the killed worker had not finished"
+        with worker(1, env, tmp_path / "h1.log"):
+            FakeGitLab.wait_until(lambda: _finished(gitlab, [one]), timeout=600, interval=0.5)
+            taken_over = time.monotonic() - killed_at
+            time.sleep(3)
+        # the killed host's worker comes back: it removes what its predecessor left on its engine
+        with worker(2, env, tmp_path / "h2.log", GRADER_GC_AFTER_S="1"):
+            FakeGitLab.wait_until(lambda: _left_on(2) == [], timeout=120, interval=1)
+        board = scoreboard(env)
+        store.close()
+    print(f"takeover: graded on host 1 {taken_over:.1f} s after host 2's worker was SIGKILLed")
+    _assert_once_each(gitlab, [one])
+    assert "took over 1 grading(s)" in (tmp_path / "h1.log").read_text()
+    assert board["entries"][0]["latest_score"] == 5.0
+    assert _left_on(1) == [] and _left_on(2) == []
