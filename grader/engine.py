@@ -121,6 +121,14 @@ class Engine:
             ) from exc
         self.cli = detect_build_cli(settings.docker_cli)
 
+    def answering(self) -> None:
+        """Raises EngineUnavailable when the engine stopped answering (killed mid-job): a build or
+        run that failed then says nothing about the student's Dockerfile."""
+        try:
+            self.client.ping()
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise EngineUnavailable(f"the Docker engine stopped answering during the grading ({_short(exc)})") from exc
+
     def _labels(self, job: str) -> dict[str, str]:
         return {LABEL_JOB: job, LABEL_INSTANCE: self.settings.instance}
 

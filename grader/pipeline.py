@@ -183,6 +183,7 @@ def _build(job: Job, a: Assigned) -> VariantFacts:
                                    job.id, job.settings.build_timeout_s, job.settings.log_cap_bytes,
                                    cancel=job.cancelled)
     if not facts.build.succeeded:
+        job.engine.answering()  # a build the dying engine broke is not the student's failure
         job.progress(f"{a.variant}: build failed after {facts.build.seconds:.0f} s")
         return facts
     facts.image = job.engine.inspect_image(_tag(job, a.variant))
@@ -235,6 +236,7 @@ def _run(job: Job, tag: str, suffix: str, port: int, env: dict[str, str], observ
             observe(running, facts)
             return facts
     except ContainerFailed as exc:
+        job.engine.answering()  # nor a container the dying engine could not start
         return RuntimeFacts(started=False, error=str(exc))
 
 

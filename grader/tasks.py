@@ -8,18 +8,24 @@ longer than the longest job, so Redis does not hand a running job to a second wo
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import redis
 from celery import Celery, Task
+from celery.signals import worker_ready
 
-from grader import heartbeat
+from grader import engine_gate, heartbeat
 from grader.config import get_settings
-from grader.errors import GraderError
+from grader.errors import EngineUnavailable, GraderError
 from grader.store import Store
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,14 @@ app.conf.update(
     beat_schedule={"reconcile": {"task": "grader.reconcile", "schedule": settings.reconcile_s}},
     worker_hijack_root_logger=False,
 )
+
+
+@worker_ready.connect
+def _gate_on_the_engine(sender: object = None, **_: object) -> None:
+    """In each worker's main process: take jobs only while this host's engine answers."""
+    hostname = getattr(sender, "hostname", None)
+    if hostname:
+        engine_gate.watch(app, hostname)
 
 
 @lru_cache(maxsize=1)
@@ -72,11 +86,14 @@ class GraderTask(Task):
 def grade_submission(self: Task, submission_id: int) -> None:
     try:
         with heartbeat.beating(_redis(), settings.instance, submission_id, every_s=settings.heartbeat_s,
-                               holder=f"{self.request.hostname or heartbeat.holder_name()}"):
+                               holder=f"{self.request.hostname or heartbeat.holder_name()}"), \
+                delivering_meanwhile():
             outcome = service().grade(submission_id)
         for newer in outcome.revived:  # an older commit delivered late had superseded it: grade it after all
             enqueue(newer)
     except GraderError as exc:
+        if isinstance(exc, EngineUnavailable) and self.request.hostname:
+            engine_gate.stop_consuming(app, self.request.hostname)  # the retry goes to another host
         if self.request.retries >= self.max_retries:
             service().give_up(submission_id, str(exc))
             return
@@ -84,6 +101,47 @@ def grade_submission(self: Task, submission_id: int) -> None:
         raise
     finally:
         deliver_posts.delay()
+
+
+DELIVER_WHILE_GRADING_S = 1.0
+
+
+@lru_cache(maxsize=1)
+def _courier():
+    """The delivery thread's own Service: its own GitLab session and database pool, so posting
+    shares no connection with the grading's archive download and writes."""
+    from grader.gitlab import GitLab
+    from grader.service import Service
+    from grader.store import Store
+
+    s = get_settings()
+    return Service(s, Store(s.database_url), GitLab(s.gitlab_url, s.gitlab_token))
+
+
+@contextmanager
+def delivering_meanwhile(every_s: float = DELIVER_WHILE_GRADING_S) -> Iterator[None]:
+    """While the block (a grading) runs, a thread of this worker process delivers due posts every
+    `every_s`. Deliveries are Celery tasks too, and on a worker busy grading they wait in the queue
+    behind it: a `running` status written as the build starts would otherwise reach GitLab with the
+    result, minutes later, and a push arriving meanwhile would show nothing until then. The store's
+    lease on each post keeps this thread and the delivery tasks of other workers from sending one
+    post twice; a failure here is logged and never touches the grading."""
+    stop = threading.Event()
+
+    def deliver() -> None:
+        while not stop.wait(every_s):
+            try:
+                _courier().deliver_due()
+            except Exception as exc:  # noqa: BLE001 - the outbox keeps the posts; the tasks deliver them later
+                log.warning("delivery during grading failed: %s", exc)
+
+    thread = threading.Thread(target=deliver, name="deliver-while-grading", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)  # at most one delivery batch in flight
 
 
 @app.task(name="grader.reconcile", ignore_result=True)
@@ -227,6 +285,91 @@ def enqueue(submission_id: int) -> None:
     deliver_posts.delay()
     if grade:
         grade_submission.delay(submission_id)
+
+
+def enqueue_push(submission_id: int) -> None:
+    """Called by the webhook for a push it recorded with its `pending` status: one LPUSH of the
+    grading job (raises when the broker does not take it), and soon after a delivery of the
+    outbox. Superseding older queued pushes is the worker's (Service.grade settles each first
+    grading against the newer pushes of its branch), so nothing else happens per push here.
+
+    The message is written to Redis directly, shaped as Celery's own (tests/unit/test_web.py
+    compares the two): `Task.delay` costs about 1.5 ms of CPU in kombu (a new Redis client per
+    publish, the exchange declared again, deep copies), which at 500 pushes a second is a core."""
+    deliver = _deliveries.due()
+    with _redis().pipeline(transaction=False) as pipe:
+        if deliver:  # first, so that the pending status goes out before the grading starts
+            pipe.lpush(_QUEUE, task_message("grader.deliver", ()))
+        pipe.lpush(_QUEUE, task_message("grader.grade", (submission_id,)))
+        pipe.execute()
+    if not deliver:
+        _deliveries.later()
+
+
+_QUEUE = app.conf.task_default_queue  # "celery"; the grading tasks take Celery's default route
+
+
+def task_message(task: str, args: tuple) -> bytes:
+    """A task message as Celery 5 (protocol 2) and kombu's Redis transport write it for `delay`."""
+    from celery.utils.nodenames import anon_nodename
+
+    task_id = str(uuid.uuid4())
+    body = json.dumps([list(args), {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
+    return json.dumps({
+        "body": base64.b64encode(body.encode()).decode(), "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None, "expires": None,
+                    "group": None, "group_index": None, "retries": 0,
+                    "timelimit": [app.conf.task_time_limit, app.conf.task_soft_time_limit], "root_id": task_id,
+                    "parent_id": None, "argsrepr": repr(tuple(args)), "kwargsrepr": "{}", "origin": anon_nodename(),
+                    "ignore_result": bool(app.conf.task_ignore_result), "replaced_task_nesting": 0,
+                    "stamped_headers": None, "stamps": {}},
+        "properties": {"correlation_id": task_id, "reply_to": app.thread_oid, "delivery_mode": 2,
+                       "delivery_info": {"exchange": "", "routing_key": _QUEUE}, "priority": 0,
+                       "body_encoding": "base64", "delivery_tag": str(uuid.uuid4())},
+    }).encode()
+
+
+class _Deliveries:
+    """At most one outbox delivery per DELIVER_EVERY_S from this process, however many pushes: the
+    first push of a quiet spell sends one with its job; the pushes after it within the interval
+    are covered by one sent when it ends (their statuses were committed before they got here)."""
+
+    EVERY_S = 0.5
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0.0
+        self._timer: threading.Timer | None = None
+
+    def due(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last >= self.EVERY_S and self._timer is None:
+                self._last = now
+                return True
+            return False
+
+    def later(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                return
+            wait = max(0.0, self._last + self.EVERY_S - time.monotonic())
+            self._timer = threading.Timer(wait, self._send)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _send(self) -> None:
+        with self._lock:  # cleared before sending: a push arriving now schedules the next one
+            self._timer = None
+            self._last = time.monotonic()
+        try:
+            _redis().lpush(_QUEUE, task_message("grader.deliver", ()))
+        except redis.RedisError as exc:  # the statuses wait in the outbox; the reconciler delivers them
+            log.warning("could not queue a delivery of the outbox: %s", exc)
+
+
+_deliveries = _Deliveries()
 
 
 def notify(submission_id: int) -> None:

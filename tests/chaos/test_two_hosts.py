@@ -24,7 +24,7 @@ import pytest
 from grader.engine import LABEL_INSTANCE
 from grader.store import State, Store
 from tests.conftest import REFERENCE_REPO, ROOT
-from tests.e2e.test_service import INSTANCE, broker_url, push, scoreboard, service  # noqa: F401 - fixture
+from tests.e2e.test_service import INSTANCE, push, scoreboard, service
 from tests.support.fake_gitlab import FakeGitLab
 
 pytestmark = [pytest.mark.docker, pytest.mark.chaos]
@@ -126,7 +126,7 @@ def _left_on(n: int) -> list[str]:
         [f"network {x.name}" for x in client.networks.list(filters=mine)]
 
 
-def test_pushes_spread_over_two_hosts_are_each_graded_once_by_either(tmp_path, broker_url, pg_url, hosts):  # noqa: F811
+def test_pushes_spread_over_two_hosts_are_each_graded_once_by_either(tmp_path, broker_url, pg_url, hosts):
     with FakeGitLab() as gitlab, service(tmp_path, gitlab, broker_url, pg_url, worker=False) as (base, env):
         # one host alone first: the yardstick for two
         alone = _projects(gitlab, tmp_path, 4, "alone")
@@ -156,7 +156,7 @@ def test_pushes_spread_over_two_hosts_are_each_graded_once_by_either(tmp_path, b
     assert _left_on(1) == [] and _left_on(2) == []
 
 
-def test_a_worker_killed_mid_build_on_one_host_is_finished_on_the_other_once(tmp_path, broker_url, pg_url,  # noqa: F811
+def test_a_worker_killed_mid_build_on_one_host_is_finished_on_the_other_once(tmp_path, broker_url, pg_url,
                                                                             hosts):
     with FakeGitLab() as gitlab, service(tmp_path, gitlab, broker_url, pg_url, worker=False) as (base, env):
         store = Store(pg_url)
@@ -184,4 +184,48 @@ def test_a_worker_killed_mid_build_on_one_host_is_finished_on_the_other_once(tmp
     _assert_once_each(gitlab, [one])
     assert "took over 1 grading(s)" in (tmp_path / "h1.log").read_text()
     assert board["entries"][0]["latest_score"] == 5.0
+    assert _left_on(1) == [] and _left_on(2) == []
+
+
+def _holder(broker: str) -> tuple[int, str] | None:
+    """(submission, worker name) of the grading someone beats for, if any."""
+    import redis
+
+    from grader import heartbeat
+
+    held = heartbeat.held(redis.Redis.from_url(broker), INSTANCE) or {}
+    return next(((i, h["holder"]) for i, h in held.items()), None)
+
+
+def test_a_host_whose_engine_is_killed_mid_build_stops_taking_jobs_and_the_other_grades_it(
+        tmp_path, broker_url, pg_url, hosts):
+    with FakeGitLab() as gitlab, service(tmp_path, gitlab, broker_url, pg_url, worker=False) as (base, env):
+        project, sha = _projects(gitlab, tmp_path, 1, "engine")[0]
+        with worker(1, env, tmp_path / "h1.log", GRADER_GC_AFTER_S="1"), \
+                worker(2, env, tmp_path / "h2.log", GRADER_GC_AFTER_S="1"):
+            time.sleep(3)  # both ready: either may take the job
+            one = _pushed(base, gitlab, project, sha)
+            _, holder = FakeGitLab.wait_until(lambda: _holder(broker_url), timeout=300, interval=0.1)
+            victim = 1 if holder.startswith("h1@") else 2
+            time.sleep(1.5)  # into the builds
+            pid = int(Path(f"/run/grader-hosts/h{victim}/dockerd.pid").read_text())
+            os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            FakeGitLab.wait_until(lambda: _finished(gitlab, [one]), timeout=600, interval=0.5)
+            recovered = time.monotonic() - killed_at
+            # the engine comes back: its worker takes jobs again and cleans what the kill left
+            up = subprocess.run([str(HOSTS), "up", str(victim)], capture_output=True, text=True, timeout=300)
+            assert up.returncode == 0, up.stderr[-2000:]
+            log = tmp_path / f"h{victim}.log"
+            FakeGitLab.wait_until(lambda: "answers again" in log.read_text(errors="replace"), timeout=120)
+            FakeGitLab.wait_until(lambda: _left_on(victim) == [], timeout=120, interval=1)
+        board = scoreboard(env)
+    print(f"engine killed on host {victim}: graded on the other host {recovered:.1f} s later")
+    victim_log = (tmp_path / f"h{victim}.log").read_text(errors="replace")
+    other_log = (tmp_path / f"h{3 - victim}.log").read_text(errors="replace")
+    _assert_once_each(gitlab, [one])
+    assert "does not answer: it takes no jobs until it does" in victim_log
+    assert _graded_by(tmp_path / f"h{3 - victim}.log") == 1 and "Docker engine stopped answering" in victim_log
+    assert board["entries"][0]["latest_score"] == 5.0  # never scored as the student's failed build
+    assert "took over" not in other_log  # a retry, not a takeover: the worker was alive
     assert _left_on(1) == [] and _left_on(2) == []
