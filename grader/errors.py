@@ -18,6 +18,11 @@ class EngineUnavailable(GraderError):
     exit_code = 4
 
 
+class EngineDiskFull(GraderError):
+    """The engine ran out of disk space mid-grading: not the student's failure, and retrying on a
+    full disk will not help (the worker cleans the engine and gives this submission up)."""
+
+
 class ConfigError(GraderError):
     """The grader's own settings or assignment file are wrong."""
 

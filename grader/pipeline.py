@@ -21,7 +21,7 @@ from grader.assignment import Assignment
 from grader.config import Settings
 from grader.discovery import Assigned, Discovery, discover
 from grader.engine import ContainerFailed, Engine, Running, context_facts
-from grader.errors import GraderError
+from grader.errors import EngineDiskFull, GraderError
 from grader.facts import BuildFacts, Note, PolicyFacts, RuntimeFacts, SubmissionFacts, VariantFacts
 from grader.lint import hadolint
 from grader.messages import note as note_text
@@ -145,6 +145,13 @@ def _gather(job: Job, assigned: dict[str, Assigned]) -> dict[str, VariantFacts]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _disk_left(output: str) -> None:
+    """The engine's own disk filled up (its data-root, shared by every grading on it): ours."""
+    if "no space left on device" in output.lower():
+        raise EngineDiskFull("the engine ran out of disk space (no space left on device) during the grading; "
+                             "its build cache was cleared — regrade this submission")
+
+
 def _tag(job: Job, variant: str) -> str:
     return f"grader-{job.id}-{variant}"
 
@@ -184,6 +191,7 @@ def _build(job: Job, a: Assigned) -> VariantFacts:
                                    cancel=job.cancelled)
     if not facts.build.succeeded:
         job.engine.answering()  # a build the dying engine broke is not the student's failure
+        _disk_left(facts.build.log_tail)
         job.progress(f"{a.variant}: build failed after {facts.build.seconds:.0f} s")
         return facts
     facts.image = job.engine.inspect_image(_tag(job, a.variant))
@@ -237,6 +245,7 @@ def _run(job: Job, tag: str, suffix: str, port: int, env: dict[str, str], observ
             return facts
     except ContainerFailed as exc:
         job.engine.answering()  # nor a container the dying engine could not start
+        _disk_left(str(exc))
         return RuntimeFacts(started=False, error=str(exc))
 
 

@@ -25,7 +25,7 @@ from celery.signals import worker_ready
 
 from grader import engine_gate, heartbeat
 from grader.config import get_settings
-from grader.errors import EngineUnavailable, GraderError
+from grader.errors import EngineDiskFull, EngineUnavailable, GraderError
 from grader.store import Store
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,9 @@ def grade_submission(self: Task, submission_id: int) -> None:
             outcome = service().grade(submission_id)
         for newer in outcome.revived:  # an older commit delivered late had superseded it: grade it after all
             enqueue(newer)
+    except EngineDiskFull as exc:
+        _clear_engine()  # so the next job finds room; this one says why it was not graded
+        service().give_up(submission_id, str(exc))
     except GraderError as exc:
         if isinstance(exc, EngineUnavailable) and self.request.hostname:
             engine_gate.stop_consuming(app, self.request.hostname)  # the retry goes to another host
@@ -181,6 +184,17 @@ def take_over_silent(client: redis.Redis, store: Store) -> list[int]:
         log.warning("took over %d grading(s) whose worker went silent for %.0f s: %s", len(taken),
                     settings.takeover_after_s, taken[:20])
     return taken
+
+
+def _clear_engine() -> None:
+    """A full disk: all of BuildKit's cache not in use goes, and what killed runs left."""
+    from grader.engine import Engine
+
+    try:
+        freed = Engine(settings).trim_cache(0)
+        log.warning("the engine's disk was full: %d MiB of build cache cleared", freed // 2**20)
+    except GraderError as exc:
+        log.warning("clearing the full engine failed: %s", exc)
 
 
 _last_gc = 0.0

@@ -21,7 +21,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from grader.engine import LABEL_INSTANCE
+from grader.engine import LABEL_INSTANCE, detect_build_cli
 from grader.store import State, Store
 from tests.conftest import REFERENCE_REPO, ROOT
 from tests.e2e.test_service import INSTANCE, push, scoreboard, service
@@ -229,3 +229,51 @@ def test_a_host_whose_engine_is_killed_mid_build_stops_taking_jobs_and_the_other
     assert board["entries"][0]["latest_score"] == 5.0  # never scored as the student's failed build
     assert "took over" not in other_log  # a retry, not a takeover: the worker was alive
     assert _left_on(1) == [] and _left_on(2) == []
+
+
+def _fill(n: int, leave_bytes: int) -> None:
+    """Fill host n's engine disk with build cache (no image holds it: the grader's clean-up may
+    clear it), leaving `leave_bytes` free."""
+    data = Path(f"/var/lib/grader-hosts/h{n}/docker")
+    free = os.statvfs(data).f_bavail * os.statvfs(data).f_frsize
+    size = max(0, free - leave_bytes)
+    dockerfile = f"FROM python:3.11.6-slim-bookworm\nRUN fallocate -l {size} /filler\n"
+    cli = detect_build_cli(None).path  # the engine's own BuildKit, as the grader builds
+    result = subprocess.run([cli, "build", "-o", "type=tar,dest=/dev/null", "-"], input=dockerfile, text=True,
+                            capture_output=True, timeout=300,
+                            env={**os.environ, "DOCKER_HOST": f"unix:///run/grader-hosts/h{n}/docker.sock",
+                                 "DOCKER_BUILDKIT": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    left = os.statvfs(data).f_bavail * os.statvfs(data).f_frsize
+    assert left < leave_bytes * 2, f"control: the disk is full now ({left} bytes free)"
+
+
+def test_a_full_engine_disk_leaves_the_submission_ungradable_with_the_reason_and_the_next_is_graded(
+        tmp_path, broker_url, pg_url):
+    up = subprocess.run([str(HOSTS), "up", "3", "--forward", "6379,5432", "--disk", "1600M"], capture_output=True,
+                        text=True, timeout=600)
+    assert up.returncode == 0, up.stderr[-3000:]
+    try:
+        _fill(3, leave_bytes=30 * 2**20)
+        with FakeGitLab() as gitlab, service(tmp_path, gitlab, broker_url, pg_url, worker=False) as (base, env):
+            (p1, sha1), (p2, sha2) = _projects(gitlab, tmp_path, 2, "disk")
+            store = Store(pg_url)
+            with worker(3, env, tmp_path / "h3.log"):
+                first = _pushed(base, gitlab, p1, sha1)
+                FakeGitLab.wait_until(lambda: any(s in FINAL for s in _states(gitlab, first)), timeout=600,
+                                      interval=0.5)
+                second = _pushed(base, gitlab, p2, sha2)
+                FakeGitLab.wait_until(lambda: _finished(gitlab, [second]), timeout=900, interval=0.5)
+            ungradable = [s for s in store.recent_failures() if s.project_id == p1.id]
+            store.close()
+            board = scoreboard(env)
+        log = (tmp_path / "h3.log").read_text(errors="replace")
+        assert _states(gitlab, first)[-1] == "canceled" and _comments(gitlab, first) == 0  # no grade, no report
+        assert "не ваша ошибка" in [s for s in gitlab.statuses if (s.project_id, s.sha) == first][-1].description
+        assert ungradable and "no space left on device" in (ungradable[0].error or "")
+        assert "the engine's disk was full" in log
+        assert [s for s in _states(gitlab, second) if s in FINAL] == ["success"] and _comments(gitlab, second) == 1
+        assert [e["latest_score"] for e in board["entries"] if e["project"] == p2.path_with_namespace] == [5.0]
+        assert _left_on(3) == []
+    finally:
+        subprocess.run([str(HOSTS), "down", "3"], capture_output=True, timeout=120)
