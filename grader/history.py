@@ -53,7 +53,7 @@ def attempts(store: Store, *, project_id: int | None = None, student: str | None
     if student is not None:
         q = q.where(Submission.student == student)
     with store._session(write=False) as s:  # see the module's docstring
-        return [Attempt(*row) for row in s.execute(q).all()]  # type: ignore[call-arg]  # rows match _FIELDS
+        return [Attempt(**row._asdict()) for row in s.execute(q).all()]  # the labels are Attempt's fields
 
 
 def when(at: datetime | None) -> str:
