@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import random
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ from celery.signals import worker_ready
 from grader import engine_gate, heartbeat
 from grader.config import get_settings
 from grader.errors import EngineDiskFull, EngineUnavailable, GraderError
+from grader.gitlab import GitLabUnavailable
 from grader.store import Store
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,11 @@ def service():
     return Service(s, Store(s.database_url), GitLab(s.gitlab_url, s.gitlab_token))
 
 
+GITLAB_RETRIES = 10  # 10, 20, 40, 80, 160, then every 300 s: about half an hour of outage
+GITLAB_RETRY_S = 10.0
+GITLAB_RETRY_MAX_S = 300.0
+
+
 class GraderTask(Task):
     """Retries infrastructure failures with backoff; never retries a student's verdict."""
 
@@ -97,10 +104,16 @@ def grade_submission(self: Task, submission_id: int) -> None:
     except GraderError as exc:
         if isinstance(exc, EngineUnavailable) and self.request.hostname:
             engine_gate.stop_consuming(app, self.request.hostname)  # the retry goes to another host
-        if self.request.retries >= self.max_retries:
+        # GitLab down (the archive cannot be fetched) gets better by itself: a patient schedule, so an
+        # outage of minutes never leaves a commit "not graded"; anything else gets three tries.
+        patient = isinstance(exc, GitLabUnavailable)
+        if self.request.retries >= (GITLAB_RETRIES if patient else self.max_retries):
             service().give_up(submission_id, str(exc))
             return
         service().store.requeue_running(submission_id)  # the retry must find it queued again
+        if patient:
+            wait = min(GITLAB_RETRY_S * 2**self.request.retries, GITLAB_RETRY_MAX_S) + random.uniform(0, 3)
+            raise self.retry(exc=exc, countdown=wait, max_retries=GITLAB_RETRIES) from exc
         raise
     finally:
         deliver_posts.delay()

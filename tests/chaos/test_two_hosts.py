@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import docker
 import pytest
@@ -59,8 +61,8 @@ def _control(url: str, n: int) -> str:
 
 @contextmanager
 def worker(n: int, env: dict, log: Path, **extra: str) -> Iterator[subprocess.Popen]:
-    port = re.search(r":(\d+)$", env["GRADER_GITLAB_URL"]).group(1)  # type: ignore[union-attr]
-    subprocess.run([str(HOSTS), "forward", str(n), port], check=True, timeout=30)
+    ports = [str(urlsplit(env[name]).port) for name in ("GRADER_GITLAB_URL", "GRADER_BROKER_URL")]
+    subprocess.run([str(HOSTS), "forward", str(n), *ports], check=True, timeout=30)
     host_env = {**env, **QUICK, **extra, "GRADER_BROKER_URL": _control(env["GRADER_BROKER_URL"], n),
                 "GRADER_DATABASE_URL": _control(env["GRADER_DATABASE_URL"], n),
                 "GRADER_GITLAB_URL": _control(env["GRADER_GITLAB_URL"], n)}
@@ -277,3 +279,82 @@ def test_a_full_engine_disk_leaves_the_submission_ungradable_with_the_reason_and
         assert _left_on(3) == []
     finally:
         subprocess.run([str(HOSTS), "down", "3"], capture_output=True, timeout=120)
+
+
+def _wait_all(gitlab: FakeGitLab, pushes: list[Push], timeout: float) -> None:
+    FakeGitLab.wait_until(lambda: _finished(gitlab, pushes), timeout=timeout, interval=0.5)
+
+
+def test_gitlab_answering_502_for_two_minutes_delays_but_every_grade_arrives_once_in_order(
+        tmp_path, broker_url, pg_url, hosts):
+    with FakeGitLab() as gitlab, service(tmp_path, gitlab, broker_url, pg_url, worker=False) as (base, env):
+        with worker(1, env, tmp_path / "h1.log"), worker(2, env, tmp_path / "h2.log"):
+            time.sleep(3)
+            projects = _projects(gitlab, tmp_path, 3, "outage")
+            outage = gitlab.fail_for(120, 502)  # archives, statuses, comments: everything answers 502
+            pushes = [_pushed(base, gitlab, project, sha) for project, sha in projects]
+            _wait_all(gitlab, pushes, timeout=900)
+            time.sleep(3)
+        board = scoreboard(env)
+    for one in pushes:
+        assert _states(gitlab, one) == ["pending", "running", "success"], (one, _states(gitlab, one))
+    _assert_once_each(gitlab, pushes)
+    assert outage.hits >= 2 * len(pushes), "control: the graders did meet the outage (archives and posts)"
+    assert sorted(e["latest_score"] for e in board["entries"]) == [5.0] * len(pushes)
+    assert _left_on(1) == [] and _left_on(2) == []
+
+
+@contextmanager
+def private_redis(tmp: Path) -> Iterator[tuple[str, Callable[[], None]]]:
+    """A Redis of this test's own (the machine's is shared), and a way to restart it empty."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(tmp)]
+    procs = [subprocess.Popen(args, stdout=subprocess.DEVNULL)]
+
+    def ready() -> None:
+        import redis
+
+        FakeGitLab.wait_until(lambda: _pings(redis.Redis(port=port, socket_timeout=1)), timeout=20)
+
+    def restart_empty() -> None:
+        procs[-1].kill()  # SIGKILL: nothing saved, nothing kept
+        procs[-1].wait(timeout=10)
+        procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
+        ready()
+
+    ready()
+    try:
+        yield f"redis://127.0.0.1:{port}/0", restart_empty
+    finally:
+        procs[-1].kill()
+        procs[-1].wait(timeout=10)
+
+
+def _pings(client) -> bool:
+    import redis
+
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def test_redis_restarted_empty_while_jobs_wait_loses_none_and_doubles_none(tmp_path, pg_url, hosts):
+    with FakeGitLab() as gitlab, private_redis(tmp_path) as (broker, restart_empty), \
+            service(tmp_path, gitlab, broker, pg_url, worker=False) as (base, env):
+        projects = _projects(gitlab, tmp_path, 4, "lost")
+        pushes = [_pushed(base, gitlab, project, sha) for project, sha in projects]  # no worker yet: all wait
+        restart_empty()  # the broker forgot every job
+        with worker(1, env, tmp_path / "h1.log"), worker(2, env, tmp_path / "h2.log"):
+            _wait_all(gitlab, pushes, timeout=900)
+            time.sleep(3)
+        board = scoreboard(env)
+    logs = (tmp_path / "h1.log").read_text(errors="replace") + (tmp_path / "h2.log").read_text(errors="replace")
+    _assert_once_each(gitlab, pushes)
+    assert re.search(r"re-sent \d+ submission\(s\) the broker no longer held", logs)
+    assert sum(_graded_by(tmp_path / f"h{n}.log") for n in hosts) >= len(pushes)
+    assert sorted(e["latest_score"] for e in board["entries"]) == [5.0] * len(pushes)
+    assert _left_on(1) == [] and _left_on(2) == []
