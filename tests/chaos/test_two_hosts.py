@@ -22,12 +22,13 @@ from urllib.parse import urlsplit
 
 import docker
 import pytest
+import requests
 
 from grader.engine import LABEL_INSTANCE, detect_build_cli
 from grader.store import State, Store
 from tests.conftest import REFERENCE_REPO, ROOT
-from tests.e2e.test_service import INSTANCE, push, scoreboard, service
-from tests.support.fake_gitlab import FakeGitLab
+from tests.e2e.test_service import INSTANCE, SECRET, push, scoreboard, service
+from tests.support.fake_gitlab import FakeGitLab, push_hook_headers
 
 pytestmark = [pytest.mark.docker, pytest.mark.chaos]
 HOSTS = ROOT / "scripts" / "hosts"
@@ -61,7 +62,8 @@ def _control(url: str, n: int) -> str:
 
 @contextmanager
 def worker(n: int, env: dict, log: Path, **extra: str) -> Iterator[subprocess.Popen]:
-    ports = [str(urlsplit(env[name]).port) for name in ("GRADER_GITLAB_URL", "GRADER_BROKER_URL")]
+    ports = [str(urlsplit(env[name].replace("+psycopg", "")).port or 5432)
+             for name in ("GRADER_GITLAB_URL", "GRADER_BROKER_URL", "GRADER_DATABASE_URL")]
     subprocess.run([str(HOSTS), "forward", str(n), *ports], check=True, timeout=30)
     host_env = {**env, **QUICK, **extra, "GRADER_BROKER_URL": _control(env["GRADER_BROKER_URL"], n),
                 "GRADER_DATABASE_URL": _control(env["GRADER_DATABASE_URL"], n),
@@ -356,5 +358,87 @@ def test_redis_restarted_empty_while_jobs_wait_loses_none_and_doubles_none(tmp_p
     _assert_once_each(gitlab, pushes)
     assert re.search(r"re-sent \d+ submission\(s\) the broker no longer held", logs)
     assert sum(_graded_by(tmp_path / f"h{n}.log") for n in hosts) >= len(pushes)
+    assert sorted(e["latest_score"] for e in board["entries"]) == [5.0] * len(pushes)
+    assert _left_on(1) == [] and _left_on(2) == []
+
+
+@contextmanager
+def private_postgres() -> Iterator[tuple[str, Callable[[float], None]]]:
+    """A PostgreSQL server of this test's own (the machine's is shared), and a way to take it down
+    hard for a while (`-m immediate`: connections cut, no shutdown checkpoint, data kept)."""
+    import glob
+    import shutil
+    import tempfile
+
+    bin_dir = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    home = Path(tempfile.mkdtemp(prefix="grader-pg-"))
+    home.chmod(0o755)
+    shutil.chown(home, "postgres", "postgres")
+    data = home / "data"
+
+    def as_postgres(*args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=120)
+
+    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off"
+    as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+    as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(home / "log"), "-w", "start")
+    def down_for(seconds: float) -> None:
+        as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        time.sleep(seconds)
+        as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(home / "log"), "-w", "start")
+
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", down_for
+    finally:
+        subprocess.run(["runuser", "-u", "postgres", "--", str(bin_dir / "pg_ctl"), "-D", str(data), "-m",
+                        "immediate", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _push_as_gitlab_does(base: str, gitlab: FakeGitLab, project, sha: str, answers: list[int]) -> Push:
+    """GitLab retries a delivery that failed (5xx, no answer) until one is accepted."""
+    body = gitlab.push_payload(project, after=sha)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            r = requests.post(f"{base}/webhooks/gitlab", json=body, headers=push_hook_headers(SECRET), timeout=10)
+            answers.append(r.status_code)
+            if r.status_code == 202:
+                return project.id, sha
+        except requests.RequestException:
+            answers.append(0)
+        time.sleep(0.5)
+    pytest.fail(f"the push of {project.path_with_namespace} was never accepted: {answers[-10:]}")
+
+
+def test_postgresql_restarted_while_pushes_arrive_and_jobs_finish_loses_no_acknowledged_push(
+        tmp_path, broker_url, hosts):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with FakeGitLab() as gitlab, private_postgres() as (database, down_for), \
+            service(tmp_path, gitlab, broker_url, database, worker=False) as (base, env):
+        projects = _projects(gitlab, tmp_path, 6, "pg")
+        answers: list[int] = []
+        with worker(1, env, tmp_path / "h1.log"), worker(2, env, tmp_path / "h2.log"), \
+                ThreadPoolExecutor(max_workers=4) as gitlab_deliveries:
+            pushes = [_push_as_gitlab_does(base, gitlab, p, sha, answers) for p, sha in projects[:3]]
+            FakeGitLab.wait_until(lambda: any("running" in _states(gitlab, one) for one in pushes), timeout=300)
+            # down while jobs run, and while the next pushes arrive (GitLab retries them)
+            outage = gitlab_deliveries.submit(down_for, 8)
+            time.sleep(2)
+            late = [gitlab_deliveries.submit(_push_as_gitlab_does, base, gitlab, p, sha, answers)
+                    for p, sha in projects[3:]]
+            outage.result(timeout=120)
+            pushes += [f.result(timeout=180) for f in late]
+            _wait_all(gitlab, pushes, timeout=900)
+            time.sleep(3)
+        board = scoreboard(env)
+    print(f"webhook answers during the restart: {sorted(set(answers))}")
+    assert set(answers) <= {202, 503}, answers  # a retryable 503, never a 500
+    assert 503 in answers, "control: some pushes did arrive while the database was down"
+    _assert_once_each(gitlab, pushes)
     assert sorted(e["latest_score"] for e in board["entries"]) == [5.0] * len(pushes)
     assert _left_on(1) == [] and _left_on(2) == []
