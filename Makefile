@@ -17,9 +17,9 @@ test: setup
 test-fast:
 	.venv/bin/pytest -m "not docker"
 
-# Nothing but Python: no engine, no Redis, no PostgreSQL (a laptop).
+# Nothing but Python: no engine, no Redis, no PostgreSQL, no browser (a laptop).
 test-pure:
-	.venv/bin/pytest -m "not docker and not services"
+	.venv/bin/pytest -m "not docker and not services and not browser"
 
 # The same tests on Debian's Python 3.11.2, which the worker image on the local base runs.
 test-oldest:

@@ -235,11 +235,10 @@ def serve(
             _startup_checks(settings).close()  # a one-line error here, not one per worker process
     except GraderError as exc:
         _fail(exc, exc.exit_code)
-    # Each worker process builds its own app (its own database pool and broker client) from the
-    # factory; uvicorn restarts one that dies. No access log: at hundreds of pushes a second it is
-    # a large share of the CPU, and GitLab keeps each delivery's answer in the hook's own log.
+    # With several, each worker process builds its own app (its own database pool, push writer and
+    # broker client) from the factory, and uvicorn restarts one that dies.
     uvicorn.run(application or "grader.cli:serve_app", factory=application is None, workers=workers, host=host,
-                port=port, log_level="info", access_log=False, server_header=False)  # no banner
+                port=port, log_level="info", server_header=False)  # no banner
 
 
 def serve_app() -> FastAPI:

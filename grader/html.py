@@ -34,11 +34,19 @@ def inline(sentence: str) -> Markup:
     return Markup(_inline().renderInline(sentence))  # noqa: S704 - markdown-it escapes all but code spans
 
 
+def sentence(s: str) -> str:
+    """`s` with a capital first letter. The digest drops a message's "Line N:" once the file link
+    carries the line, leaving "финальный этап …", which reads as a fragment where the message
+    stands on its own line (the page); the Markdown keeps it after a dash, where lower case is right."""
+    return s[0].upper() + s[1:] if s and s[0].islower() else s
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"], default=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["inline"] = inline
+    env.filters["sentence"] = sentence
     env.globals["MARK"] = MARK
     return env
 
@@ -80,3 +88,11 @@ def render_report(d: Digest, **context: object) -> str:
 
 def stylesheet() -> str:
     return (STATIC / "grader.css").read_text(encoding="utf-8")
+
+
+def script() -> str:
+    return (STATIC / "refresh.js").read_text(encoding="utf-8")
+
+
+def icon() -> bytes:
+    return (STATIC / "favicon.svg").read_bytes()

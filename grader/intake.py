@@ -18,14 +18,17 @@ ivanov's submission. The rule is a setting (`GRADER_STUDENT_RULE`):
 from __future__ import annotations
 
 import csv
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 from grader.config import Settings
 from grader.deadlines import Extension, Extensions, deadline_for, is_late, load_file
+from grader.digest import state_description
 from grader.errors import ConfigError
-from grader.store import Store, Submission
+from grader.store import Store, Submission, new_report_token
 
 RULES = ("project", "namespace", "roster")
 ROSTER_COLUMNS = ("project", "student", "name", "email", "student_id")
@@ -95,7 +98,10 @@ def student_of(project_path: str, rule: str, roster: Roster | None) -> Student:
 class Intake:
     """Records pushes as submissions; nothing here waits on Docker or GitLab."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, *, extensions_ttl_s: float = 0.0) -> None:
+        """`extensions_ttl_s`: reuse the granted extensions read from the store for this long (the
+        webhook: the lateness it records is provisional, the worker judges it again by the push time,
+        so one read a second instead of one per push); 0 reads them every time."""
         if settings.student_rule not in RULES:
             raise ConfigError(f"GRADER_STUDENT_RULE={settings.student_rule!r}: use one of {', '.join(RULES)}")
         if settings.student_rule == "roster" and settings.roster_file is None:
@@ -106,13 +112,21 @@ class Intake:
         # A broken extensions file stops the start (like the roster); granted ones are read per push.
         self.extension_file = load_file(settings.extensions_file, settings.deadline) \
             if settings.extensions_file is not None else {}
+        self.extensions_ttl_s = extensions_ttl_s
+        self._granted: tuple[float, dict[str, Extension]] | None = None
 
     def student(self, project_path: str) -> Student:
         return student_of(project_path, self.settings.student_rule, self.roster)
 
     def extensions(self) -> Extensions:
         """The extensions in force now: the file's, and those granted with `grader extend`."""
-        granted = {key: Extension(until, reason, "cli") for key, (until, reason) in self.store.extensions().items()}
+        cached = self._granted
+        if cached is not None and time.monotonic() - cached[0] < self.extensions_ttl_s:
+            granted = cached[1]
+        else:
+            granted = {key: Extension(until, reason, "cli") for key, (until, reason) in self.store.extensions().items()}
+            if self.extensions_ttl_s > 0:
+                self._granted = (time.monotonic(), granted)
         return Extensions({**self.extension_file, **granted})
 
     def deadline(self, project_path: str, student: str) -> tuple[datetime | None, Extension | None]:
@@ -123,14 +137,36 @@ class Intake:
     def record(self, *, project_id: int, project_path: str, sha: str, ref: str, event_uuid: str | None = None,
                received_at: datetime | None = None, pushed_at: datetime | None = None,
                pushed_at_source: str | None = None, before_sha: str | None = None, origin: str = "push",
-               merge_request_iid: int | None = None, skipped: str | None = None) -> tuple[Submission, bool]:
+               merge_request_iid: int | None = None, skipped: str | None = None,
+               pending_language: str | None = None) -> tuple[Submission, bool]:
         """The submission for this push (created, or the one it repeats): (submission, created).
-        `skipped`: the push is not graded, for this reason (recorded only for its commit to say so)."""
+        `skipped`: the push is not graded, for this reason (recorded only for its commit to say so).
+        `pending_language`: also record, in the same transaction, the commit's `pending` status in
+        this language (the webhook: the student sees the push was received, and the worker's
+        delivery sends it; one transaction per push instead of one per step)."""
         received = received_at or datetime.now(UTC)
         student = self.student(project_path).id
         deadline, _ = self.deadline(project_path, student)
+        late = is_late(pushed_at or received, deadline)
+        token = new_report_token()
+        status = pending_status(self.settings, token, ref, self._queued(pending_language, late)) \
+            if pending_language is not None and skipped is None else None
         return self.store.record_push(project_id=project_id, project_path=project_path, student=student, sha=sha,
-                                      ref=ref, event_uuid=event_uuid, received_at=received,
-                                      late=is_late(pushed_at or received, deadline), pushed_at=pushed_at,
-                                      pushed_at_source=pushed_at_source, before_sha=before_sha, origin=origin,
-                                      merge_request_iid=merge_request_iid, skipped=skipped)
+                                      ref=ref, event_uuid=event_uuid, received_at=received, late=late,
+                                      pushed_at=pushed_at, pushed_at_source=pushed_at_source, before_sha=before_sha,
+                                      origin=origin, merge_request_iid=merge_request_iid, skipped=skipped,
+                                      token=token, status=status)
+
+
+    @staticmethod
+    @lru_cache(maxsize=16)
+    def _queued(language: str, late: bool) -> str:
+        """The `pending` status's words: the same for every push, so worked out once."""
+        return state_description("queued", language, late=late)
+
+
+def pending_status(settings: Settings, token: str, ref: str, description: str) -> dict:
+    """A `pending` commit status for the outbox, as Service._status writes every other one."""
+    return {"state": "pending", "name": settings.status_name, "description": description,
+            "target_url": f"{settings.report_base_url.rstrip('/')}/reports/{token}",
+            "ref": ref.removeprefix("refs/heads/"), "coverage": None}

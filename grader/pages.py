@@ -2,18 +2,22 @@
 scoreboard, student histories and queue, behind `Authorization: Bearer <GRADER_INSTRUCTOR_TOKEN>`
 (or the session cookie the sign-in form sets).
 
-Server-rendered HTML (grader/html.py, grader/templates/), no script at all: the scoreboard sorts on
-the server by query parameter, charts are CSS bars. Every response carries a CSP that allows no
-inline script or style, `nosniff`, `no-referrer` (a report's URL is its secret: a click on a file
-link must not hand it to GitLab's logs) and `no-store`; the OpenAPI schema is for instructors only;
-token pages and the sign-in form are rate-limited per client address.
+Server-rendered HTML (grader/html.py, grader/templates/): the scoreboard sorts on the server by
+query parameter, charts are CSS bars. The one script, /static/refresh.js, keeps a waiting report
+page current, and only those pages' CSP lets it run (`script-src 'self'`); every other response's
+CSP allows no script at all, and none allows inline script or style. Every response also carries
+`nosniff`, `no-referrer` (a report's URL is its secret: a click on a file link must not hand it to
+GitLab's logs) and `no-store`; the OpenAPI schema is for instructors only; token pages and the
+sign-in form are rate-limited per client address.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
+import statistics
 import threading
 import time
 from collections import deque
@@ -24,22 +28,25 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from sqlalchemy import and_, func, or_, select
 from starlette.datastructures import MutableHeaders
 
 from grader import assignment as assignment_mod
 from grader import history
 from grader.config import Settings
 from grader.digest import digest, state_description
-from grader.html import Words, render, render_report, stylesheet
+from grader.html import Words, icon, render, render_report, script, stylesheet
 from grader.messages import text
+from grader.similarity.page import SimilarityPages
 from grader.store import State, Store, Submission
 
 COOKIE = "grader_session"
 SESSION_HOURS = 12
-REFRESH_S = 15  # a queued or running report page reloads itself (a meta refresh: no script)
+REFRESH_S = 10  # a queued or running report page updates itself (refresh.js; without script, a meta refresh)
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,32}")
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
        "base-uri 'none'")
+LIVE_CSP = CSP + "; script-src 'self'; connect-src 'self'"  # a waiting report page: refresh.js reads its model
 SECURITY_HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff",
                     "referrer-policy": "no-referrer", "x-frame-options": "DENY",
                     "cross-origin-opener-policy": "same-origin", "cache-control": "no-store"}
@@ -117,6 +124,10 @@ class Pages:
         r.add_api_route("/reports/{token}.json", self.report_json, methods=["GET"], include_in_schema=False)
         r.add_api_route("/reports/{token}", self.report_page, methods=["GET"], include_in_schema=False)
         r.add_api_route("/static/grader.css", self.css, methods=["GET"], include_in_schema=False)
+        r.add_api_route("/static/refresh.js", self.js, methods=["GET"], include_in_schema=False)
+        # A browser asks for an icon on every page; without one each visit logs a 404.
+        r.add_api_route("/static/favicon.svg", self.icon, methods=["GET"], include_in_schema=False)
+        r.add_api_route("/favicon.ico", self.icon, methods=["GET"], include_in_schema=False)
         r.add_api_route("/", self.home, methods=["GET"], include_in_schema=False)
         r.add_api_route("/signin", self.signin_form, methods=["GET"], include_in_schema=False)
         r.add_api_route("/signin", self.signin, methods=["POST"], include_in_schema=False)
@@ -127,6 +138,7 @@ class Pages:
         r.add_api_route("/students/{student}", self.student_page, methods=["GET"], include_in_schema=False)
         r.add_api_route("/queue", self.queue_page, methods=["GET"], include_in_schema=False)
         r.add_api_route("/openapi.json", self.openapi, methods=["GET"], include_in_schema=False)
+        r.include_router(SimilarityPages(self).router)
 
     # -- helpers ----------------------------------------------------------------------------------
     def _page(self, template: str, status: int = 200, lang: str | None = None, **context: object) -> HTMLResponse:
@@ -177,9 +189,11 @@ class Pages:
         sub = self._submission(token)
         if sub is None:
             return JSONResponse({"error": "no such report"}, status_code=404)
+        lang = (sub.report or {}).get("language") or self.lang
         return JSONResponse({"id": sub.id, "state": sub.state, "project": sub.project_path, "sha": sub.sha,
                              "ref": sub.ref, "late": sub.late, "received_at": _iso(sub.received_at),
-                             "finished_at": _iso(sub.finished_at), "report": sub.report, "error": sub.error})
+                             "finished_at": _iso(sub.finished_at), "report": sub.report, "error": sub.error,
+                             "waiting": self._waiting(sub, lang) if sub.state == State.QUEUED else []})
 
     def report_page(self, token: str, request: Request) -> Response:
         if (limited := self._limited(request, self.pages_limit)) is not None:
@@ -208,11 +222,32 @@ class Pages:
             heading = text("pages", f"heading_{state}", lang)
             description = state_description(state, lang, late=sub.late, sha=following.sha if following else None)
         refresh = REFRESH_S if sub.state in (State.QUEUED, State.RUNNING) else None
-        return self._page("state.html", lang=lang, heading=heading, description=description, state=sub.state,
-                          refresh=refresh, **context)  # type: ignore[arg-type]
+        waiting = self._waiting(sub, lang) if sub.state == State.QUEUED else []
+        page = self._page("state.html", lang=lang, heading=heading, description=description, state=sub.state,
+                          refresh=refresh, waiting=waiting, **context)  # type: ignore[arg-type]
+        if refresh:
+            page.headers["content-security-policy"] = LIVE_CSP
+        return page
+
+    def _waiting(self, sub: Submission, lang: str) -> list[str]:
+        """Where a queued submission stands: how many wait ahead of it, and when its result is
+        likely — the typical grading time of the last gradings, spread over the gradings running
+        now (as many as workers are busy: when some wait, every worker is)."""
+        ahead, running, typical_s = _queue_facts(self.store, sub)
+        lines = [text("pages", "queue_ahead", lang, count=ahead) if ahead else text("pages", "queue_next", lang)]
+        if typical_s is not None:
+            minutes = max(1, math.ceil((ahead + 1) * typical_s / max(1, running) / 60))
+            lines.append(text("pages", "queue_estimate", lang, minutes=minutes))
+        return lines
 
     def css(self) -> Response:
         return Response(stylesheet(), media_type="text/css", headers={"cache-control": "public, max-age=3600"})
+
+    def js(self) -> Response:
+        return Response(script(), media_type="text/javascript", headers={"cache-control": "public, max-age=3600"})
+
+    def icon(self) -> Response:
+        return Response(icon(), media_type="image/svg+xml", headers={"cache-control": "public, max-age=86400"})
 
     # -- sign-in --------------------------------------------------------------------------------
     def home(self) -> Response:
@@ -285,6 +320,25 @@ class Pages:
         if not self.instructor(request):
             return self._refuse(request, html=False)
         return JSONResponse(self.app.openapi())
+
+
+TYPICAL_OF = 20  # the last gradings whose median duration estimates a wait
+
+
+def _queue_facts(store: Store, sub: Submission) -> tuple[int, int, float | None]:
+    """(queued ahead of `sub`, gradings running, median seconds of the last gradings or None).
+    Read here, as grader/history.py reads attempts: the store has no such queries yet."""
+    ahead_of = or_(Submission.received_at < sub.received_at,
+                   and_(Submission.received_at == sub.received_at, Submission.id < sub.id))
+    with store._session(write=False) as s:
+        ahead = s.scalar(select(func.count()).where(Submission.state == State.QUEUED, ahead_of)) or 0
+        running = s.scalar(select(func.count()).where(Submission.state == State.RUNNING)) or 0
+        spans = s.execute(select(Submission.started_at, Submission.finished_at)
+                          .where(Submission.state == State.GRADED, Submission.started_at.is_not(None),
+                                 Submission.finished_at.is_not(None))
+                          .order_by(Submission.finished_at.desc()).limit(TYPICAL_OF)).all()
+    durations = [(done - started).total_seconds() for started, done in spans if started and done]
+    return int(ahead), int(running), statistics.median(durations) if durations else None
 
 
 def _session(token: str) -> str:

@@ -22,7 +22,7 @@ from grader.gitlab import GitLab, GitLabUnavailable
 from grader.intake import Intake
 from grader.messages import refusal
 from grader.sources import extract_archive
-from grader.store import PendingPost, State, Store, Submission
+from grader.store import Dockerfile, PendingPost, State, Store, Submission
 from grader.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -93,10 +93,11 @@ class Service:
         sub = self._submission(submission_id)
         if post:
             self._status(sub, "running", state_description("running", self.assignment.language, late=sub.late))
+        dockerfiles: list[Dockerfile] = []  # the files taken, kept with the verdict for similarity
         try:
             # a first grading may reuse an identical input's verdict; a regrade always grades for real
             result = self.grade_commit(sub.project_id, sub.sha, f"sub-{sub.id}", reuse=previous is None,
-                                       source=f"{sub.project_path}, commit {sub.sha[:8]}")
+                                       source=f"{sub.project_path}, commit {sub.sha[:8]}", keep=dockerfiles)
         except GraderError:
             raise  # the task retries it, then gives up
         except Exception as exc:
@@ -114,7 +115,7 @@ class Service:
             received_at=sub.received_at.isoformat(), graded_at=datetime.now(UTC).isoformat(), late=sub.late,
             deadline=self.settings.deadline.isoformat() if self.settings.deadline else None)
         result = self._with_push_time(result, sub)
-        self.store.finish(sub.id, result, grader.__version__)
+        self.store.finish(sub.id, result, grader.__version__, dockerfiles=dockerfiles)
         if post:
             # A regrade with the same verdict updates the status only: 200 students must not get
             # 200 new comments that say what the last one said.
@@ -122,10 +123,11 @@ class Service:
         return Outcome("graded", result["score"])
 
     def grade_commit(self, project_id: int, sha: str, workspace: str, *, reuse: bool = False,
-                     source: str | None = None) -> dict:
+                     source: str | None = None, keep: list[Dockerfile] | None = None) -> dict:
         """The report for one commit, graded here and now; writes nothing (the store, GitLab).
         `grader grade` without --post and `regrade --dry-run` use it as it is. `reuse`: take the
-        verdict of an identical earlier input (an unchanged re-push) instead of building again."""
+        verdict of an identical earlier input (an unchanged re-push) instead of building again.
+        `keep`: filled with the Dockerfiles the grading took, read before the workspace goes."""
         from grader.engine import Engine
         from grader.pipeline import grade_report
         from grader.verdict_cache import VerdictCache
@@ -142,6 +144,10 @@ class Service:
                                          self.assignment.language, reference=self.assignment.reference, cache=cache,
                                          source=source or f"project {project_id}, commit {sha[:8]}",
                                          job_id=self._job_id(workspace))
+                if keep is not None:
+                    from grader.similarity.stored import dockerfiles_of
+
+                    keep.extend(dockerfiles_of(repo, self.assignment))
                 return report
         except SubmissionError as exc:
             return self._refusal(refusal(exc, self.assignment.language))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -338,8 +339,6 @@ _QUEUE = app.conf.task_default_queue  # "celery"; the grading tasks take Celery'
 
 def task_message(task: str, args: tuple) -> bytes:
     """A task message as Celery 5 (protocol 2) and kombu's Redis transport write it for `delay`."""
-    from celery.utils.nodenames import anon_nodename
-
     task_id = str(uuid.uuid4())
     body = json.dumps([list(args), {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
     return json.dumps({
@@ -348,13 +347,22 @@ def task_message(task: str, args: tuple) -> bytes:
         "headers": {"lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None, "expires": None,
                     "group": None, "group_index": None, "retries": 0,
                     "timelimit": [app.conf.task_time_limit, app.conf.task_soft_time_limit], "root_id": task_id,
-                    "parent_id": None, "argsrepr": repr(tuple(args)), "kwargsrepr": "{}", "origin": anon_nodename(),
+                    "parent_id": None, "argsrepr": repr(tuple(args)), "kwargsrepr": "{}",
+                    "origin": _origin(os.getpid()),
                     "ignore_result": bool(app.conf.task_ignore_result), "replaced_task_nesting": 0,
                     "stamped_headers": None, "stamps": {}},
         "properties": {"correlation_id": task_id, "reply_to": app.thread_oid, "delivery_mode": 2,
                        "delivery_info": {"exchange": "", "routing_key": _QUEUE}, "priority": 0,
                        "body_encoding": "base64", "delivery_tag": str(uuid.uuid4())},
     }).encode()
+
+
+@lru_cache(maxsize=4)
+def _origin(pid: int) -> str:
+    """The sender Celery names in a message (gen<pid>@<host>), once per process."""
+    from celery.utils.nodenames import anon_nodename
+
+    return anon_nodename()
 
 
 class _Deliveries:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from grader import assignment
 from grader.config import Settings
 from grader.errors import GraderError
 from grader.intake import Intake
@@ -117,7 +120,11 @@ def create_app(settings: Settings, store: Store, enqueue: Callable[[int], None],
     when a dependency (database, broker) does not answer, for /readyz; `notify(id)` has the commit
     of a push recorded as skipped told why (a status through the outbox; raises like enqueue)."""
     settings.require("webhook_secret")
-    intake = Intake(settings, store)
+    # Extensions are read at most once a second: the lateness recorded here is provisional (the
+    # worker judges it again by GitLab's push time), and a read per push is a transaction per push.
+    intake = Intake(settings, store, extensions_ttl_s=1.0)
+    language = assignment.load(settings.assignment_file).language  # of the `pending` status recorded with a push
+    took = _BrokerTook()
     app = FastAPI(title="grader", docs_url=None, redoc_url=None)
 
     @app.exception_handler(BadRequest)
@@ -148,7 +155,7 @@ def create_app(settings: Settings, store: Store, enqueue: Callable[[int], None],
             return _accepted(ignored=ignored)
         # The database and the broker block: off the event loop, so one slow call stalls no other request.
         return await run_in_threadpool(_take, intake, enqueue if job.skipped is None else notify, ready, job,
-                                       request.headers.get("X-Gitlab-Event-UUID"))
+                                       request.headers.get("X-Gitlab-Event-UUID"), language, took)
 
     # Report pages (by the submission's unguessable token, never its id) and instructor pages.
     install_pages(app, settings, store)
@@ -297,14 +304,30 @@ def _merge_request(payload: dict, settings: Settings) -> tuple[_Job | None, str]
                 before=oldrev, origin="merge_request", merge_request_iid=attrs.iid), ""
 
 
+class _BrokerTook:
+    """When the broker last took a job. Within FRESH_S of that the check before recording is
+    skipped — a round trip per push saved —, because a broker that went away meanwhile fails the
+    publish, and the push is then forgotten and answered 503 all the same: nothing kept either way."""
+
+    FRESH_S = 1.0
+
+    def __init__(self) -> None:
+        self.at = -math.inf
+
+    def fresh(self) -> bool:
+        return time.monotonic() - self.at < self.FRESH_S
+
+
 def _take(intake: Intake, enqueue: Callable[[int], None] | None, ready: Callable[[], None] | None, job: _Job,
-          event_uuid: str | None) -> JSONResponse:
+          event_uuid: str | None, language: str, took: _BrokerTook) -> JSONResponse:
     """Records and enqueues, or neither: a broker that does not answer gets 503 before anything is
-    written; one that fails the publish gets the new row removed and 503, so GitLab's retry of the
+    written (unless it took a job within the last second: `_BrokerTook`); one that fails the
+    publish gets the new row removed (with its status) and 503, so GitLab's retry of the
     same delivery is a new attempt, not a duplicate. A skipped push goes the same way, its `enqueue`
-    being the notice to its commit."""
+    being the notice to its commit. A push to grade is recorded with its `pending` status in one
+    transaction; superseding older queued pushes is left to the worker."""
     try:
-        if ready is not None and enqueue is not None:
+        if ready is not None and enqueue is not None and not took.fresh():
             ready()
     except Exception as exc:  # noqa: BLE001 - whatever the broker client raises means "not now"
         return JSONResponse({"error": f"broker unavailable, try again: {str(exc)[:300]}"}, status_code=503)
@@ -312,15 +335,17 @@ def _take(intake: Intake, enqueue: Callable[[int], None] | None, ready: Callable
         submission, created = intake.record(project_id=job.project_id, project_path=job.project_path, sha=job.sha,
                                             ref=job.ref, event_uuid=event_uuid or None, before_sha=job.before,
                                             origin=job.origin, merge_request_iid=job.merge_request_iid,
-                                            skipped=job.skipped)
+                                            skipped=job.skipped, pending_language=language)
     except GraderError as exc:
         return JSONResponse({"error": f"not recorded, try again: {exc}"}, status_code=503)
     if created and enqueue is not None:
         try:
             enqueue(submission.id)
         except Exception as exc:  # noqa: BLE001 - whatever the broker client raises: not queued
+            took.at = -math.inf
             intake.store.forget(submission.id)
             return JSONResponse({"error": f"not queued, try again: {str(exc)[:300]}"}, status_code=503)
+        took.at = time.monotonic()
     if job.skipped is not None:
         return _accepted(ignored=job.skipped, submission_id=submission.id, duplicate=not created)
     return _accepted(submission_id=submission.id, duplicate=not created, late=submission.late)

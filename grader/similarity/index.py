@@ -25,20 +25,28 @@ pairs than the index, none of them flagged).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from datasketch import MinHash, MinHashLSH
+import numpy as np
+from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from grader.errors import SubmissionError
 from grader.similarity.config import Config
-from grader.similarity.normalise import Normalised, Unit, normalise
+from grader.similarity.normalise import K, Normalised, Unit, normalise
 
 NUM_PERM = 128
+SEED = 1
+SCHEME = "affine32"  # datasketch's default hashing scheme; stored signatures are only comparable within one
+# Raise it with any change of what normalise() or Index._evidence make of a file: stored
+# fingerprints of an older version are then recomputed from the stored text.
+FINGERPRINT_VERSION = 1
 # A missed copy costs more than scoring a few more pairs: datasketch then bands the signature so
 # that a pair with Jaccard 0.4 in a variant is proposed with probability 0.998 (0.94 with equal weights).
 LSH_WEIGHTS = (0.2, 0.8)  # (false positives, false negatives)
@@ -85,15 +93,70 @@ class Pair:
         return self.a if self.a_time < self.b_time else self.b
 
 
+@dataclass(frozen=True)
+class Fingerprint:
+    """What one file brings to every comparison, worked out once (when it is graded) and stored:
+    its evidence shingles and their MinHash signature. Valid only for the configuration whose
+    `key` it carries (the course's files and skeleton decide what is evidence)."""
+
+    key: str
+    shingles: tuple[str, ...]
+    signature: tuple[int, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"key": self.key, "shingles": list(self.shingles), "signature": list(self.signature)}
+
+    @classmethod
+    def from_json(cls, data: object) -> Fingerprint | None:
+        """None for anything that is not a fingerprint (null, or written by another version)."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            signature = tuple(int(v) for v in data["signature"])
+            if len(signature) != NUM_PERM:
+                return None
+            return cls(str(data["key"]), tuple(str(s) for s in data["shingles"]), signature)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def config_key(config: Config) -> str:
+    """What a stored fingerprint depends on: the normaliser's version, the MinHash parameters, the
+    course's files and the skeleton (not the threshold: it only decides what is flagged)."""
+    material = json.dumps([FINGERPRINT_VERSION, NUM_PERM, SEED, SCHEME, K, sorted(text for _, text in config.base),
+                           [p.pattern for p in config.skeleton]])
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
 @dataclass
 class _Doc:
     record: Record
-    norm: Normalised
-    evidence: tuple[frozenset[str], ...]  # per unit: its shingles that may count (prescribed: none)
-    shingles: frozenset[str] = field(init=False)
+    shingles: frozenset[str]  # the evidence: what may count
+    signature: MinHash
+    evidence_of: Callable[[Unit], frozenset[str]]
+    _parts: tuple[Normalised, tuple[frozenset[str], ...]] | None = None
 
-    def __post_init__(self) -> None:
-        self.shingles = frozenset().union(*self.evidence)
+    @classmethod
+    def parsed(cls, record: Record, norm: Normalised, evidence_of: Callable[[Unit], frozenset[str]]) -> _Doc:
+        evidence = tuple(evidence_of(u) for u in norm.units)
+        shingles: frozenset[str] = frozenset().union(*evidence)
+        return cls(record, shingles, _minhash(shingles), evidence_of, (norm, evidence))
+
+    def parts(self) -> tuple[Normalised, tuple[frozenset[str], ...]]:
+        """The units and their evidence: a stored fingerprint has none until a pair of it is shown,
+        so loading a course from the store parses nothing."""
+        if self._parts is None:
+            norm = normalise(self.record.text, self.record.path or self.record.variant)
+            self._parts = (norm, tuple(self.evidence_of(u) for u in norm.units))
+        return self._parts
+
+    @property
+    def norm(self) -> Normalised:
+        return self.parts()[0]
+
+    @property
+    def evidence(self) -> tuple[frozenset[str], ...]:  # per unit: its shingles that may count
+        return self.parts()[1]
 
 
 @dataclass(frozen=True)
@@ -123,14 +186,17 @@ class Index:
         self._df: dict[str, Counter[str]] = {}  # variant -> shingle -> files holding it
         self._files: Counter[str] = Counter()  # variant -> files
         self._proposed: dict[str, set[str]] = {}  # id -> the ids LSH proposed to compare it with
+        self._key: str | None = None
 
     def add(self, records: Sequence[Record]) -> list[Pair]:
         """Add one submission (the records of one id; added again, it replaces the earlier one)
         and return its listed pairs: one LSH query per variant, then only the proposed pairs scored."""
         return self.pairs(involving=self.insert(records))
 
-    def insert(self, records: Sequence[Record]) -> str:
-        """`add` without scoring (for a batch, scored once at the end); the submission's id."""
+    def insert(self, records: Sequence[Record], fingerprints: Mapping[str, Fingerprint | None] | None = None) -> str:
+        """`add` without scoring (for a batch, scored once at the end); the submission's id.
+        `fingerprints` (by variant): stored ones; each of this configuration's `key` is used as it
+        is, the others are worked out from the text."""
         ids = {r.id for r in records}
         if len(ids) != 1:
             raise ValueError(f"a submission is the records of one id, got ids {sorted(ids)}")
@@ -140,7 +206,7 @@ class Index:
         for record in records:
             if record.variant == ALL:
                 raise ValueError(f"{record.id}: '{ALL}' is not a variant name")
-            doc = self._doc(record)
+            doc = self._doc(record, (fingerprints or {}).get(record.variant))
             if doc is None:
                 continue
             docs[record.variant] = doc
@@ -150,16 +216,16 @@ class Index:
                 if record.variant not in self._lsh:  # built once per variant: its parameter search takes ~30 ms
                     self._lsh[record.variant] = MinHashLSH(self.config.threshold / 2, NUM_PERM, weights=LSH_WEIGHTS)
                 lsh = self._lsh[record.variant]
-                signature = _minhash(doc.shingles)
-                for other in lsh.query(signature):
+                for other in lsh.query(doc.signature):
                     self._proposed.setdefault(sub_id, set()).add(other)
                     self._proposed.setdefault(other, set()).add(sub_id)
-                lsh.insert(sub_id, signature)
+                lsh.insert(sub_id, doc.signature)
         return sub_id
 
-    def pairs(self, involving: str | None = None, exhaustive: bool = False) -> list[Pair]:
+    def pairs(self, involving: str | None = None, exhaustive: bool = False, regions: bool = True) -> list[Pair]:
         """The pairs worth a look (a score of at least half the threshold), highest first: per
-        variant, and `all` over the variants together. The others are not listed."""
+        variant, and `all` over the variants together. The others are not listed. `regions=False`:
+        without their matched lines, which parse the files of stored fingerprints (a listing)."""
         if exhaustive:
             keys = [k for k in itertools.combinations(sorted(self._docs), 2) if involving in (None, *k)]
         elif involving is not None:  # a new submission: its proposed pairs only, at most n - 1
@@ -168,7 +234,7 @@ class Index:
             keys = sorted({_key(a, b) for a, others in self._proposed.items() for b in others})
         weights = {v: self._weights(v) for v in self._df}
         listed = self.config.threshold / 2
-        found = [p for a, b in keys for p in self._score(a, b, weights) if p.score >= listed]
+        found = [p for a, b in keys for p in self._score(a, b, weights, regions) if p.score >= listed]
         return sorted(found, key=lambda p: (-p.score, p.a, p.b, p.variant != ALL, p.variant))
 
     @property
@@ -180,13 +246,32 @@ class Index:
         """Every score of two submissions already added, listed or not (e.g. to show one pair)."""
         return self._score(*_key(a, b), {v: self._weights(v) for v in self._df})
 
-    def _doc(self, record: Record) -> _Doc | None:
+    @property
+    def key(self) -> str:
+        """The configuration key fingerprints made by this index carry."""
+        if self._key is None:
+            self._key = config_key(self.config)
+        return self._key
+
+    def fingerprint(self, record: Record) -> Fingerprint | None:
+        """The file's fingerprint, to store (None: BuildKit's parser refuses the file)."""
+        doc = self._doc(record, None, note=False)
+        if doc is None:
+            return None
+        return Fingerprint(self.key, tuple(sorted(doc.shingles)), tuple(int(v) for v in doc.signature.hashvalues))
+
+    def _doc(self, record: Record, stored: Fingerprint | None, note: bool = True) -> _Doc | None:
+        if stored is not None and stored.key == self.key:
+            # Lean: no permutations to generate, which is most of a MinHash's construction
+            signature = LeanMinHash(seed=SEED, hashvalues=np.array(stored.signature, dtype=np.uint32), scheme=SCHEME)
+            return _Doc(record, frozenset(stored.shingles), signature, self._evidence)
         try:
             norm = normalise(record.text, record.path or record.variant)
         except SubmissionError as exc:
-            self.skipped.append((record, str(exc)))
+            if note:
+                self.skipped.append((record, str(exc)))
             return None
-        return _Doc(record, norm, tuple(self._evidence(u) for u in norm.units))
+        return _Doc.parsed(record, norm, self._evidence)
 
     def _evidence(self, unit: Unit) -> frozenset[str]:
         if unit.abstract_only or self.config.prescribed(unit.text):
@@ -212,7 +297,7 @@ class Index:
         return _Weights({s: math.log((1 + files) / (1 + n)) + 1 for s, n in self._df[variant].items() if n > 0},
                         math.log((1 + files) / 3) + 1)
 
-    def _score(self, a: str, b: str, weights: dict[str, _Weights]) -> list[Pair]:
+    def _score(self, a: str, b: str, weights: dict[str, _Weights], regions: bool = True) -> list[Pair]:
         """Per variant: the weight of the shingles the two files share over the weight of all their
         shingles (weighted Jaccard), the denominator at least `min_evidence` shingles found in these
         two files only. Overall (`all`): the mean over the variants either submitted (one missing
@@ -233,7 +318,7 @@ class Index:
         overall = sum(score for _, score, *_ in scored) / len(variants)
         listed = self.config.threshold / 2  # regions are worked out only for pairs that will be shown
         pairs = [Pair(a, b, v, score, score >= self.config.threshold,
-                      _regions(da, db, shared) if max(score, overall) >= listed else (),
+                      _regions(da, db, shared) if regions and max(score, overall) >= listed else (),
                       da.record.timestamp, db.record.timestamp) for v, score, da, db, shared in scored]
         times_a = [t for p in pairs if (t := p.a_time) is not None]
         times_b = [t for p in pairs if (t := p.b_time) is not None]
@@ -258,7 +343,7 @@ def _key(a: str, b: str) -> tuple[str, str]:
 
 
 def _minhash(shingles: frozenset[str]) -> MinHash:
-    signature = MinHash(num_perm=NUM_PERM, seed=1)
+    signature = MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME)
     signature.update_batch(s.encode() for s in sorted(shingles))
     return signature
 

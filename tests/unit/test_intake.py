@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from grader.config import Settings
@@ -49,3 +51,20 @@ def test_a_roster_rule_without_a_roster_or_an_unknown_rule_is_refused_at_start(s
         Intake(Settings(student_rule="roster"), store)
     with pytest.raises(ConfigError, match="use one of project, namespace, roster"):
         Intake(Settings(student_rule="pusher"), store)
+
+
+def test_the_webhooks_intake_reads_granted_extensions_once_per_interval(store, monkeypatch):
+    # The webhook's lateness is provisional (the worker judges it again), so it may be a second old;
+    # every other intake sees an extension the moment it is granted.
+    until = datetime(2030, 1, 1, tzinfo=UTC)
+    reads: list[int] = []
+    real = store.extensions
+    monkeypatch.setattr(store, "extensions", lambda: reads.append(1) or real())
+    webhook, other = Intake(Settings(), store, extensions_ttl_s=60), Intake(Settings(), store)
+    assert webhook.extensions().find("devops-2026/ivanov-docker", "ivanov-docker") is None
+    store.set_extension("ivanov-docker", until, "ill")
+    assert webhook.extensions().find("devops-2026/ivanov-docker", "ivanov-docker") is None  # within the interval
+    assert other.extensions().find("devops-2026/ivanov-docker", "ivanov-docker").until == until
+    assert len(reads) == 2  # the webhook's first read, the other intake's
+    webhook._granted = (webhook._granted[0] - 61, webhook._granted[1])  # the interval is over
+    assert webhook.extensions().find("devops-2026/ivanov-docker", "ivanov-docker").until == until

@@ -12,9 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from grader.errors import ConfigError
-from grader.store import SCHEMA_VERSION, Store
+from grader.store import SCHEMA_VERSION, Store, StoreUnavailable
 from tests.unit.conftest import T0, make_report, new_sha
 
 
@@ -165,6 +166,68 @@ def test_record_push_that_loses_the_insert_race_returns_the_winners_row(store, s
     assert len(calls) == 2
     assert created is False and sub.id == first.id
     assert count_rows(store) == 1
+
+
+def test_a_push_recorded_with_its_status_puts_both_in_the_store_and_a_repeat_adds_neither(store):
+    status = {"state": "pending", "name": "autograder", "description": "queued", "target_url": "u/reports/tok",
+              "ref": "main", "coverage": None}
+    sha = new_sha()
+    first, created = store.record_push(project_id=1, project_path="g/p", student="s", sha=sha, ref="refs/heads/main",
+                                       event_uuid="evt-status", received_at=T0, late=False, token="tok",
+                                       status=status)
+    again, again_created = store.record_push(project_id=1, project_path="g/p", student="s", sha=sha,
+                                             ref="refs/heads/main", event_uuid="evt-status-2", received_at=T0,
+                                             late=False, status=status)
+    posts = store.due_posts(datetime.now(UTC) + timedelta(seconds=1))
+    assert (created, again_created, again.id) == (True, False, first.id)
+    assert store.get(first.id).token == first.token == "tok"
+    assert [(p.submission_id, p.kind, p.payload) for p in posts] == [(first.id, "status", status)]
+
+
+def test_pushes_recorded_at_once_by_many_threads_are_each_recorded_once(store_url):
+    # 8 threads at once (the webhook's threadpool): the push writer commits what waits together;
+    # each push is answered for itself, and a push sent by two threads at once is recorded once.
+    store = Store(store_url)
+    try:
+        events = [(f"evt-many-{n % 24}", f"{n % 24:040x}") for n in range(48)]  # each event twice
+        results: list = [None] * len(events)
+        barrier = threading.Barrier(8)
+
+        def record(worker: int) -> None:
+            barrier.wait()
+            for i in range(worker, len(events), 8):
+                event, sha = events[i]
+                results[i] = store.record_push(project_id=1, project_path="g/p", student="s", sha=sha,
+                                               ref="refs/heads/main", event_uuid=event, received_at=T0, late=False)
+
+        threads = [threading.Thread(target=record, args=(w,)) for w in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert all(r is not None for r in results)
+        by_event: dict[str, set[int]] = {}
+        for (event, _), (sub, _created) in zip(events, results, strict=True):
+            by_event.setdefault(event, set()).add(sub.id)
+        assert all(len(ids) == 1 for ids in by_event.values())  # both deliveries name the same row
+        assert sum(created for _, created in results) == 24 == count_rows(store)
+    finally:
+        store.close()
+
+
+def test_a_push_whose_commit_fails_is_not_recorded_and_the_caller_hears_the_store_is_down(store, monkeypatch):
+    ok, _ = store.record_push(project_id=1, project_path="g/p", student="s", sha=new_sha(), ref="refs/heads/main",
+                              event_uuid="evt-fine", received_at=T0, late=False)
+
+    def commit_fails(_conn: object) -> None:
+        raise OperationalError("COMMIT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(store._engine.dialect, "do_commit", commit_fails)
+    with pytest.raises(StoreUnavailable, match="database is locked"):
+        store.record_push(project_id=1, project_path="g/p", student="s", sha=new_sha(), ref="refs/heads/main",
+                          event_uuid="evt-down", received_at=T0, late=False)
+    monkeypatch.undo()
+    assert count_rows(store) == 1 and store.get(ok.id) is not None
 
 
 # -- the life of a submission --------------------------------------------------------------------
@@ -601,3 +664,88 @@ def test_a_late_push_never_supersedes_an_on_time_one_still_queued(store, push):
     assert store.supersede_older(1, later.id) == [late_one.id]  # late ones supersede each other
     newest_on_time = push(late=False)  # control: an on-time push supersedes the older on-time one
     assert store.supersede_older(1, newest_on_time.id) == [on_time.id, later.id]
+
+
+# -- schema version 3: the Dockerfiles kept with a verdict ---------------------------------------
+
+
+def _load_schema_fixture(url: str, version: int) -> None:
+    """A database as the release of schema `version` made it (tests/fixtures/schema/)."""
+    from sqlalchemy import create_engine
+
+    from tests.conftest import FIXTURES
+
+    engine = create_engine(url)
+    sql = (FIXTURES / "schema" / f"v{version}-{engine.dialect.name}.sql").read_text()
+    statements = [s.strip() for s in sql.split(";\n") if s.strip() and not s.strip().startswith("--")]
+    statements = ["\n".join(ln for ln in s.splitlines() if not ln.startswith("--")) for s in statements]
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+    engine.dispose()
+
+
+def test_a_version_2_database_migrates_to_3_keeping_its_rows_and_takes_dockerfiles(store_url):
+    from sqlalchemy import create_engine
+
+    from grader.store import Dockerfile
+
+    _load_schema_fixture(store_url, 2)
+    engine = create_engine(store_url)
+    at = T0.replace(tzinfo=None) if engine.dialect.name == "sqlite" else T0
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO grader_schema (id, version) VALUES (1, 2)"))
+        conn.execute(text(
+            "INSERT INTO submissions (id, project_id, project_path, student, sha, ref, state, received_at, late, score,"
+            " max_score, token, pushed_at, pushed_at_source, origin) VALUES (1, 7, 'devops-2026/ivanov', 'ivanov', "
+            ":sha, 'refs/heads/main', 'graded', :at, false, 4.5, 5.0, 'tok-000000000000000001', :at, 'received', "
+            "'push')"), {"sha": "a" * 40, "at": at})
+    engine.dispose()
+    migrated = Store(store_url)
+    with migrated._session(write=False) as s:
+        assert s.execute(text("SELECT version FROM grader_schema")).scalar_one() == SCHEMA_VERSION == 3
+    old = migrated.get(1)
+    assert (old.state, old.score, old.token, old.pushed_at) == ("graded", 4.5, "tok-000000000000000001", T0)
+    assert migrated.dockerfiles(1) == [] and migrated.compared_submissions() == []  # graded before: none kept
+    assert migrated.requeue([1]) == [1] and migrated.start(1)  # a regrade stores them
+    files = [Dockerfile("single", "counter-backend/Dockerfile.single", "FROM python\n")]
+    assert migrated.finish(1, make_report(5), "0.2.0", dockerfiles=files)
+    assert [(d.variant, d.path, d.text) for d in migrated.dockerfiles(1)] == [
+        ("single", "counter-backend/Dockerfile.single", "FROM python\n")]
+    assert [c.id for c in migrated.compared_submissions(["devops-2026"])] == [1]
+    migrated.close()
+    again = Store(store_url)  # control: a version 3 database is not migrated twice
+    assert len(again.dockerfiles(1)) == 1
+    again.close()
+
+
+def test_finish_keeps_the_dockerfiles_with_the_verdict_and_a_regrade_replaces_them(store, push):
+    from grader.store import Dockerfile
+
+    sub = push()
+    store.start(sub.id)
+    first = [Dockerfile("multistage", "Dockerfile.multistage", "FROM a\n", {"key": "k"}),
+             Dockerfile("single", "Dockerfile.single", "FROM b\n")]
+    assert store.finish(sub.id, make_report(5), "0.1.0", dockerfiles=first)
+    assert [(d.variant, d.text, d.fingerprint) for d in store.dockerfiles(sub.id)] == [
+        ("multistage", "FROM a\n", {"key": "k"}), ("single", "FROM b\n", None)]
+    store.requeue([sub.id])
+    store.start(sub.id)
+    again = [Dockerfile("nonroot", "x/Dockerfile", "FROM c\n")]
+    assert store.finish(sub.id, make_report(4), "0.1.0", dockerfiles=again)
+    assert [d.variant for d in store.dockerfiles(sub.id)] == ["nonroot"]  # replaced, not added
+
+
+def test_a_verdict_whose_dockerfiles_cannot_be_written_is_not_written_either(store, push):
+    from grader.store import Dockerfile
+
+    sub = push()
+    store.start(sub.id)
+    twice = [Dockerfile("single", "a", "FROM a\n"), Dockerfile("single", "b", "FROM b\n")]  # one per variant only
+    with pytest.raises(Exception, match="(?i)unique"):
+        store.finish(sub.id, make_report(5), "0.1.0", dockerfiles=twice)
+    after = store.get(sub.id)
+    assert (after.state, after.score, after.report) == ("running", None, None)  # one transaction: nothing half-written
+    assert store.dockerfiles(sub.id) == []
+    assert store.finish(sub.id, make_report(5), "0.1.0", dockerfiles=twice[:1])  # control: a valid set is written
+    assert store.get(sub.id).state == "graded" and len(store.dockerfiles(sub.id)) == 1

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -208,3 +210,68 @@ def test_projects_outside_the_graded_groups_are_ignored(tmp_path):
         assert "not in a graded group" in post(url, outside).json()["ignored"]
         assert post(url, inside).json()["duplicate"] is False
     assert len(enqueued) == 1
+
+
+def test_a_push_is_recorded_with_its_pending_status_and_a_redelivery_adds_none(hook):
+    url, store, enqueued, payload = hook
+    first = post(url, payload, uuid="44444444-4444-4444-4444-444444444444").json()
+    again = post(url, payload, uuid="44444444-4444-4444-4444-444444444444").json()
+    posts = store.due_posts(datetime.now(UTC) + timedelta(seconds=1))
+    sub = store.get(first["submission_id"])
+    assert (again["duplicate"], enqueued) == (True, [sub.id])
+    assert [(p.submission_id, p.kind, p.payload["state"], p.payload["ref"]) for p in posts] == [
+        (sub.id, "status", "pending", "main")]
+    assert posts[0].payload["target_url"].endswith(f"/reports/{sub.token}")  # the page the 202 names
+
+
+def test_the_webhooks_grading_job_is_the_message_celery_itself_sends():
+    """enqueue_push writes the job to Redis itself (kombu costs ~1.5 ms a publish): it must be what
+    `grade_submission.delay` sends, field for field, or a worker could not run it."""
+    from grader import tasks
+
+    with tasks.app.connection_for_write("memory://") as conn:  # Celery's own message, kept in memory
+        tasks.grade_submission.apply_async((42,), connection=conn)
+        tasks.deliver_posts.apply_async((), connection=conn)
+        celery = [conn.default_channel._get("celery") for _ in range(2)]
+    ours = [json.loads(tasks.task_message("grader.grade", (42,))), json.loads(tasks.task_message("grader.deliver", ()))]
+
+    def shape(message: dict) -> dict:  # what differs per message: its ids, and the delivery tag
+        for key in ("id", "root_id"):
+            message["headers"][key] = "ID" if message["headers"][key] == message["properties"]["correlation_id"] \
+                else "?"
+        message["properties"].update(correlation_id="ID", delivery_tag="TAG")
+        return message
+
+    assert [shape(m) for m in ours] == [shape(m) for m in celery]
+
+
+def test_enqueue_push_sends_the_job_and_at_most_one_outbox_delivery_per_interval(monkeypatch):
+    from grader import tasks
+
+    sent: list[tuple[str, str]] = []
+
+    class Pipe:
+        def __enter__(self) -> Pipe:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            pass
+
+        def lpush(self, queue: str, message: bytes) -> None:
+            sent.append((queue, json.loads(message)["headers"]["argsrepr"]))
+
+        def execute(self) -> None:
+            pass
+
+    class Client(Pipe):
+        def pipeline(self, transaction: bool = True) -> Pipe:
+            return Pipe()
+
+    monkeypatch.setattr(tasks, "_redis", lambda: Client())
+    monkeypatch.setattr(tasks, "_deliveries", tasks._Deliveries())
+    monkeypatch.setattr(tasks._Deliveries, "EVERY_S", 0.2)
+    for submission_id in (1, 2, 3):
+        tasks.enqueue_push(submission_id)
+    time.sleep(0.5)
+    # the first push of a quiet spell brings a delivery first; the two after it share one when the interval ends
+    assert sent == [("celery", "()"), ("celery", "(1,)"), ("celery", "(2,)"), ("celery", "(3,)"), ("celery", "()")]
