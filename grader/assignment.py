@@ -7,10 +7,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader import plugins
 from grader.assignment_schema import problems
 from grader.errors import ConfigError
 
-DEFAULT_ASSIGNMENT = Path(__file__).resolve().parent.parent / "checks" / "assignments" / "counter_backend.toml"
+DEFAULT_ASSIGNMENT = plugins.folder() / "assignments" / "counter_backend.toml"
 LANGUAGES = ("ru", "en")
 
 
@@ -138,7 +139,7 @@ def load(path: Path | None = None) -> Assignment:
 
 
 def _build(data: dict, path: Path) -> Assignment:
-    from checks import GLOBAL_CHECKS, VARIANT_CHECKS  # the registry validates the names used
+    VARIANT_CHECKS, GLOBAL_CHECKS = plugins.variant_checks(), plugins.global_checks()  # the names used must exist
 
     head = data["assignment"]
     variants = tuple(_variant(v) for v in data["variants"])

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import tomllib
 from functools import lru_cache
-from pathlib import Path
 
+from grader import plugins
 from grader.checkapi import Outcome
 from grader.errors import SubmissionError
 from grader.facts import Note
 
-CATALOGUE = Path(__file__).resolve().parent.parent / "checks" / "messages"
+CATALOGUE = plugins.folder() / "messages"
 
 
 class _Value:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checks import GLOBAL_CHECKS, VARIANT_CHECKS
+from grader import plugins
 from grader.assignment import Assignment, VariantRubric
 from grader.checkapi import CheckSpec, Outcome
 from grader.errors import GraderError
@@ -48,7 +48,7 @@ def score(facts: SubmissionFacts, assignment: Assignment) -> Scored:
 def _variant(v: VariantFacts, rubric: VariantRubric, assignment: Assignment) -> VariantScore:
     results = []
     for check_id in rubric.required + rubric.advisory:
-        outcome = _run(check_id, VARIANT_CHECKS[check_id], v, assignment)
+        outcome = _run(check_id, plugins.variant_checks()[check_id], v, assignment)
         required = check_id in rubric.required
         status = outcome.status if required or outcome.status != "fail" else "warn"
         max_points = rubric.check_points.get(check_id, 0.0)
@@ -60,7 +60,7 @@ def _variant(v: VariantFacts, rubric: VariantRubric, assignment: Assignment) -> 
 
 
 def _global(check_id: str, points: float, facts: SubmissionFacts, assignment: Assignment) -> CheckResult:
-    outcome = _run(check_id, GLOBAL_CHECKS[check_id], facts, assignment)
+    outcome = _run(check_id, plugins.global_checks()[check_id], facts, assignment)
     got = points if outcome.status == "pass" else 0.0
     return CheckResult(check_id, outcome.status, got, points, True, outcome)
 

@@ -23,6 +23,7 @@ from typing import Any
 import docker.utils.build
 
 import grader
+from grader import plugins
 from grader.assignment import Assignment
 from grader.discovery import Discovery
 from grader.facts import SubmissionFacts, VariantFacts
@@ -86,7 +87,7 @@ def _deterministic(v: VariantFacts, assignment: Assignment) -> bool:
     if b.context_refused or b.no_context or b.oversize_limit:
         return True
     if not b.succeeded:
-        from checks.hints import build_hint  # judged the way the report judges it
+        build_hint = plugins.build_hint()  # judged the way the report judges it
 
         excluded = v.context.excluded if v.context else None
         hint = build_hint(b.log_tail, b.timed_out, v.parsed, assignment, excluded)
