@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import docker
 import requests
@@ -48,13 +49,17 @@ def stop_consuming(app: Celery, hostname: str) -> None:
     log.warning("the engine of %s does not answer: it takes no jobs until it does", hostname)
 
 
-def watch(app: Celery, hostname: str, every_s: float = WATCH_S) -> threading.Thread:
-    """In the worker's main process: consume while the engine answers, stop while it does not."""
+def watch(app: Celery, hostname: str, beat: Callable[[bool], None] | None = None,
+          every_s: float = WATCH_S) -> threading.Thread:
+    """In the worker's main process: consume while the engine answers, stop while it does not;
+    `beat(engine_up)` says the worker is alive (grader.heartbeat.worker_alive) every round."""
 
     def loop() -> None:
         consuming, rounds = True, 0
         while True:
             up, rounds = engine_answers(), rounds + 1
+            if beat is not None:
+                beat(up)
             if consuming and not up:
                 app.control.cancel_consumer(QUEUE, destination=[hostname])
                 log.warning("the engine of %s does not answer: it takes no jobs until it does", hostname)

@@ -97,3 +97,34 @@ def silent(running: Iterable[tuple[int, datetime]], beating_ids: Iterable[int], 
     now = now or datetime.now(UTC)
     alive = set(beating_ids)
     return [i for i, started in running if i not in alive and started < now - grace]
+
+
+WORKERS = "grader:worker"
+
+
+def worker_alive(client: redis.Redis, instance: str, name: str, *, engine_up: bool, every_s: float) -> None:
+    """A worker's own beat (from its main process, every `every_s`): alive, and whether its engine
+    answers. The queue page and `grader status` show them; the key lapses when the worker dies."""
+    value = json.dumps({"engine": engine_up, "at": datetime.now(UTC).isoformat(timespec="seconds")})
+    try:
+        client.set(f"{WORKERS}:{instance}:{name}", value, ex=max(1, round(3 * every_s)))
+    except redis.RedisError as exc:
+        log.warning("worker beat of %s not written: %s", name, exc)
+
+
+def workers(client: redis.Redis, instance: str) -> dict[str, bool] | None:
+    """Worker name → its engine answers, of every worker that beat lately; None when unreadable."""
+    try:
+        keys = sorted(client.scan_iter(match=f"{WORKERS}:{instance}:*", count=500))
+        values = client.mget(keys) if keys else []
+    except redis.RedisError:
+        return None
+    found: dict[str, bool] = {}
+    for key, value in zip(keys, values, strict=True):
+        if value is None:
+            continue
+        try:
+            found[str(key, "utf-8").split(":", 3)[3]] = bool(json.loads(value)["engine"])
+        except (ValueError, TypeError, KeyError, IndexError):
+            continue
+    return found

@@ -26,13 +26,14 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+import redis
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from sqlalchemy import and_, func, or_, select
 from starlette.datastructures import MutableHeaders
 
 from grader import assignment as assignment_mod
-from grader import history
+from grader import heartbeat, history
 from grader.config import Settings
 from grader.digest import digest, state_description
 from grader.html import Words, icon, render, render_report, script, stylesheet
@@ -314,7 +315,16 @@ class Pages:
         wait = int((datetime.now(UTC) - oldest).total_seconds() // 60) if oldest else 0
         failures = [history.row_view(f) for f in self.store.recent_failures(10)]
         return self._page("queue.html", instructor=True, counts=[(s.value, counts.get(s.value, 0)) for s in State],
-                          oldest=history.when(oldest), wait_minutes=wait, failures=failures)
+                          oldest=history.when(oldest), wait_minutes=wait, failures=failures, workers=self._workers())
+
+    def _workers(self) -> list[tuple[str, bool]] | None:
+        """The workers that beat lately (grader/heartbeat.py) and whether their engine answers."""
+        client = redis.Redis.from_url(self.settings.broker_url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            found = heartbeat.workers(client, self.settings.instance)
+        finally:
+            client.close()
+        return None if found is None else sorted(found.items())
 
     def openapi(self, request: Request) -> Response:
         if not self.instructor(request):

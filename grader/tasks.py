@@ -60,7 +60,9 @@ def _gate_on_the_engine(sender: object = None, **_: object) -> None:
     """In each worker's main process: take jobs only while this host's engine answers."""
     hostname = getattr(sender, "hostname", None)
     if hostname:
-        engine_gate.watch(app, hostname)
+        client = _redis()
+        engine_gate.watch(app, hostname, lambda up: heartbeat.worker_alive(
+            client, settings.instance, hostname, engine_up=up, every_s=engine_gate.WATCH_S))
 
 
 @lru_cache(maxsize=1)

@@ -32,6 +32,9 @@ from grader.store import Store
 from tests.support import reports as R
 from tests.support.site import GITLAB, INSTRUCTOR_TOKEN, T0, Site, populate
 
+# Keys in the machine's Redis (the workers' beats the queue page reads) are this run's own.
+INSTANCE = f"browser-{os.getpid()}"  # the same however often this module is imported
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 # Known to work headless as root on these machines; without the background-networking flags
@@ -120,7 +123,7 @@ def serve(database_url: str, workdir: Path) -> Iterator[str]:
     env.update(GRADER_DATABASE_URL=database_url,
                GRADER_WEBHOOK_SECRET="webhook-secret-of-the-browser-tests", GRADER_GITLAB_URL=GITLAB,
                GRADER_GITLAB_TOKEN="unused-by-the-pages", GRADER_INSTRUCTOR_TOKEN=INSTRUCTOR_TOKEN,
-               GRADER_REPORT_BASE_URL=url, GRADER_WORK_DIR=str(workdir / "work"),
+               GRADER_REPORT_BASE_URL=url, GRADER_WORK_DIR=str(workdir / "work"), GRADER_INSTANCE=INSTANCE,
                # Every request of these tests comes from 127.0.0.1: the per-address limits are
                # tests/unit's business, not something to run into halfway through this module.
                GRADER_PAGE_RATE_PER_MINUTE="10000", GRADER_SIGNIN_RATE_PER_MINUTE="10000")

@@ -287,7 +287,13 @@ def test_the_scoreboard_draws_the_distribution_and_the_failing_checks(instructor
     assert rows[0].startswith(title("http_contract", "ru")), rows  # the most failed first
 
 
-def test_a_students_history_and_the_queue_page(instructor: Tab, service: Service) -> None:
+def test_a_students_history_and_the_queue_page(instructor: Tab, service: Service, redis_client: Any) -> None:
+    from grader import heartbeat
+    from tests.browser.conftest import INSTANCE
+
+    # two workers beat: one whose engine answers, one whose engine does not (grader/engine_gate.py)
+    heartbeat.worker_alive(redis_client, INSTANCE, "h1@vm", engine_up=True, every_s=60)
+    heartbeat.worker_alive(redis_client, INSTANCE, "h2@vm", engine_up=False, every_s=60)
     t = instructor
     t.open("/students/ivanov-docker")
     rows = t.page.locator("table.history tbody tr")
@@ -299,7 +305,11 @@ def test_a_students_history_and_the_queue_page(instructor: Tab, service: Service
     assert t.page.locator("#count-queued").inner_text() == "2"
     assert t.page.locator("#count-ungradable").inner_text() == "1"
     assert "Cannot connect to the Docker daemon" in t.page.locator("table.history").inner_text()
+    assert t.page.locator("#workers").inner_text() == ru("workers_answering", "pages", count=2)
+    workers = t.page.locator("ul.workers li").all_inner_texts()
+    assert workers == [f"h1@vm — {ru('worker_engine_up', 'pages')}", f"h2@vm — {ru('worker_engine_down', 'pages')}"]
     t.shoot("queue")
+    redis_client.delete(*redis_client.keys(f"{heartbeat.WORKERS}:{INSTANCE}:*"))
     assert not t.errors, t.errors
 
 

@@ -58,3 +58,12 @@ def test_a_grading_goes_on_when_its_beat_cannot_be_written(caplog):
         ran.append(True)
     assert ran == [True]
     assert "heartbeat of submission 9 not written" in caplog.text
+
+
+def test_a_workers_beat_says_whether_its_engine_answers_and_lapses_when_it_stops(redis_client):
+    instance = f"hb-{secrets.token_hex(4)}"
+    heartbeat.worker_alive(redis_client, instance, "h1@vm", engine_up=True, every_s=0.34)
+    heartbeat.worker_alive(redis_client, instance, "h2@vm", engine_up=False, every_s=0.34)
+    assert heartbeat.workers(redis_client, instance) == {"h1@vm": True, "h2@vm": False}
+    time.sleep(1.3)  # three beats missed
+    assert heartbeat.workers(redis_client, instance) == {}
