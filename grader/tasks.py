@@ -18,14 +18,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import redis
 from celery import Celery, Task
 from celery.signals import worker_ready
 
-from grader import engine_gate, heartbeat
+from grader import engine_gate, heartbeat, reconciler
 from grader.config import get_settings
 from grader.errors import EngineDiskFull, EngineUnavailable, GraderError
 from grader.gitlab import GitLabUnavailable
@@ -70,7 +69,6 @@ def service():
     """One per worker process: the store's connection pool and the GitLab session are reused."""
     from grader.gitlab import GitLab
     from grader.service import Service
-    from grader.store import Store
 
     s = get_settings()
     s.require("gitlab_url", "gitlab_token")
@@ -102,7 +100,7 @@ def grade_submission(self: Task, submission_id: int) -> None:
         for newer in outcome.revived:  # an older commit delivered late had superseded it: grade it after all
             enqueue(newer)
     except EngineDiskFull as exc:
-        _clear_engine()  # so the next job finds room; this one says why it was not graded
+        reconciler.clear_engine(settings)  # so the next job finds room; this one says why it was not graded
         service().give_up(submission_id, str(exc))
     except GraderError as exc:
         if isinstance(exc, EngineUnavailable) and self.request.hostname:
@@ -131,7 +129,6 @@ def _courier():
     shares no connection with the grading's archive download and writes."""
     from grader.gitlab import GitLab
     from grader.service import Service
-    from grader.store import Store
 
     s = get_settings()
     return Service(s, Store(s.database_url), GitLab(s.gitlab_url, s.gitlab_token))
@@ -168,89 +165,14 @@ def reconcile() -> None:
     """Every GRADER_RECONCILE_S (Celery beat, in every worker): what the database says is waiting
     but the broker no longer holds — Redis restarted empty, a publish lost — is sent again; a
     running grading whose worker stopped beating (killed, host lost) is taken over; due posts are
-    delivered. Nobody has to run `grader regrade --stuck`. A job sent twice is graded once
-    (Store.start takes a submission once)."""
+    delivered; this host's engine is swept now and then (grader/reconciler.py). Nobody has to run
+    `grader regrade --stuck`. A job sent twice is graded once (Store.start takes a submission once)."""
     client = _redis()
-    held = ids_in_broker(client)
-    if held is None:  # the broker cannot say: sending blind could flood a long queue
-        return
-    store = service().store
-    stale = datetime.now(UTC) - timedelta(seconds=settings.reconcile_s)
-    lost = [i for i in store.select_stuck(settings.stale_after, queued_before=stale) if i not in held]
-    for submission_id in lost:
-        grade_submission.delay(submission_id)
-    if lost:
-        log.warning("re-sent %d submission(s) the broker no longer held: %s", len(lost), lost[:20])
-    take_over_silent(client, store)
+    if reconciler.resend_lost(client, service().store, settings, grade_submission.delay) is None:
+        return  # the broker cannot say what it holds: sending blind could flood a long queue
+    reconciler.take_over_silent(client, service().store, settings, grade_submission.delay)
     deliver_posts.delay()
-    _collect_garbage()
-
-
-def take_over_silent(client: redis.Redis, store: Store) -> list[int]:
-    """Running gradings nobody beats for: back to queued (once, however many reconcilers run at
-    the same moment: `requeue_running` is one conditional UPDATE) and sent again."""
-    beating = heartbeat.held(client, settings.instance)
-    if beating is None:
-        return []
-    grace = timedelta(seconds=settings.takeover_after_s)
-    taken = [i for i in heartbeat.silent(store.running_since(), beating, grace=grace) if store.requeue_running(i)]
-    for submission_id in taken:
-        grade_submission.delay(submission_id)
-    if taken:
-        log.warning("took over %d grading(s) whose worker went silent for %.0f s: %s", len(taken),
-                    settings.takeover_after_s, taken[:20])
-    return taken
-
-
-def _clear_engine() -> None:
-    """A full disk: all of BuildKit's cache not in use goes, and what killed runs left."""
-    from grader.engine import Engine
-
-    try:
-        freed = Engine(settings).trim_cache(0)
-        log.warning("the engine's disk was full: %d MiB of build cache cleared", freed // 2**20)
-    except GraderError as exc:
-        log.warning("clearing the full engine failed: %s", exc)
-
-
-_last_gc = 0.0
-GC_EVERY_S = 300.0
-
-
-def _collect_garbage() -> None:
-    """This host's engine: what killed runs left (older than GRADER_GC_AFTER_S), and BuildKit's
-    cache trimmed to GRADER_BUILD_CACHE_BYTES — here, at most every GC_EVERY_S per worker process,
-    not inside every grading nor at every reconcile."""
-    global _last_gc
-    from grader.engine import Engine
-
-    if time.monotonic() - _last_gc < GC_EVERY_S and _last_gc:
-        return
-    _last_gc = time.monotonic()
-    try:
-        Engine(settings).gc(settings.gc_after_s, settings.build_cache_bytes)
-    except GraderError as exc:  # the engine is down: the next grading will say so loudly
-        log.warning("garbage collection skipped: %s", exc)
-
-
-def ids_in_broker(client: redis.Redis, queue: str = "celery") -> set[int] | None:
-    """Submission ids of grading tasks waiting in the queue or taken by a worker and not yet
-    acknowledged (kombu's Redis transport keeps those in the `unacked` hash); None when unreadable."""
-    try:
-        waiting = client.lrange(queue, 0, -1)
-        taken = [json.loads(v)[0] for v in client.hvals("unacked")]
-    except (redis.RedisError, ValueError, IndexError, TypeError):
-        return None
-    ids: set[int] = set()
-    for message in [*waiting, *taken]:
-        try:
-            body = json.loads(message) if isinstance(message, (bytes, str)) else message
-            headers = body.get("headers", {})
-            if headers.get("task") == "grader.grade":
-                ids.add(int(str(headers.get("argsrepr", "")).strip("(),[] ")))
-        except (ValueError, AttributeError, TypeError):
-            continue
-    return ids
+    reconciler.collect_garbage(settings)
 
 
 FOLLOW_UP_S = 5
