@@ -375,8 +375,7 @@ def scoreboard(
     fmt: Annotated[str, typer.Option("--format", help="json (versioned schema) or csv.")] = "json",
 ) -> None:
     """Print the scoreboard: one row per student with best, latest and on-time scores."""
-    from grader.intake import Roster
-    from grader.scoreboard import scoreboard as build
+    from grader.history import board as build
     from grader.scoreboard import to_csv
     from grader.store import Store
 
@@ -384,11 +383,49 @@ def scoreboard(
     if fmt not in ("json", "csv"):
         _fail(ConfigError(f"--format {fmt}: use json or csv"), 2)
     try:
-        roster = Roster.load(settings.roster_file) if settings.roster_file is not None else None
-        board = build(Store(settings.database_url), settings.deadline, settings.report_base_url, roster)
+        board = build(settings, Store(settings.database_url))
     except GraderError as exc:
         _fail(exc, exc.exit_code)
     sys.stdout.write(to_csv(board) if fmt == "csv" else json.dumps(board, ensure_ascii=False, indent=2) + "\n")
+
+
+@app.command()
+def extend(
+    who: Annotated[str, typer.Argument(help="The student as the scoreboard names them, or a project path "
+                                            "(devops-2026/ivanov-docker).")],
+    until: Annotated[str | None, typer.Option(help="The student's deadline, ISO 8601 with an offset: "
+                                                   "2026-12-08T23:59:00+03:00.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why (shown to instructors).")] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Take the extension back.")] = False,
+) -> None:
+    """Give one student (or project) a later deadline; the scoreboard's final score follows it.
+
+    Kept in the database, it wins over GRADER_EXTENSIONS_FILE for that student or project; a
+    project's extension wins over its student's. Pushes already graded are judged again by it
+    on the scoreboard at once (by their push time); nothing is rebuilt. With WHO alone it
+    prints the extension in force."""
+    from grader.deadlines import check_later, parse_until
+    from grader.store import Store
+
+    settings = get_settings()
+    try:
+        store = Store(settings.database_url)
+        if remove:
+            if not store.remove_extension(who):
+                _fail(ConfigError(f"{who} has no extension granted with `grader extend`"), 2)
+            typer.echo(f"{who}: extension removed; the course's deadline applies")
+            return
+        if until is None:
+            granted = store.extensions().get(who.strip().strip("/").lower() if "/" in who else who.strip())
+            typer.echo(f"{who}: until {granted[0].isoformat()}" + (f" ({granted[1]})" if granted[1] else "")
+                       if granted else f"{who}: no extension granted with `grader extend`")
+            return
+        deadline = parse_until(until, "--until")
+        check_later(deadline, settings.deadline, "--until")
+        store.set_extension(who, deadline, reason)
+    except GraderError as exc:
+        _fail(exc, exc.exit_code)
+    typer.echo(f"{who}: deadline {deadline.isoformat()}" + (f" ({reason})" if reason else ""))
 
 
 @app.command()

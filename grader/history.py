@@ -67,12 +67,16 @@ def row_view(a: Attempt | Submission) -> dict[str, Any]:
 
 
 def board(settings: Settings, store: Store) -> dict:
-    """The scoreboard as `grader scoreboard --format json` prints it (grader/scoreboard.py)."""
-    from grader.intake import Roster
+    """The scoreboard as `grader scoreboard` prints it and the page shows it (grader/scoreboard.py):
+    with the roster, every extension in force (the file's and `grader extend`'s) and the
+    assignment's late policy, so `final_score` is the one the course's rules give."""
+    from grader import assignment as assignment_mod
+    from grader.intake import Intake
     from grader.scoreboard import scoreboard
 
-    roster = Roster.load(settings.roster_file) if settings.roster_file is not None else None
-    return scoreboard(store, settings.deadline, settings.report_base_url, roster)
+    intake = Intake(settings, store)
+    policy = assignment_mod.load(settings.assignment_file).late_policy
+    return scoreboard(store, settings.deadline, settings.report_base_url, intake.roster, intake.extensions(), policy)
 
 
 def scoreboard_view(settings: Settings, store: Store, lang: str, sort: str, order: str) -> dict[str, Any]:
