@@ -169,8 +169,10 @@ def validate(
              "(tests/fixtures/reference in a source checkout).")] = None,
     reference: Annotated[Path | None, typer.Option(help="Source to build Dockerfile-only solutions with.")] = None,
 ) -> None:
-    """Check an assignment file and grade the course's own solution with it: exit 0 only when the file
-    is valid AND the solution gets full marks (run it after every rubric change, before students push)."""
+    """Check an assignment file and grade the course's own solution with it.
+
+    Exit 0 only when the file is valid AND the solution gets full marks: run it after every rubric
+    change, before students push."""
     from grader.engine import Engine
     from grader.pipeline import grade
 
@@ -430,9 +432,10 @@ def extend(
 
 @app.command()
 def status() -> None:
-    """Workers answering, queue length and the longest wait, submissions by state, and the latest
-    ungradable ones and undelivered posts: what to look at on a deadline night.
+    """What to look at on a deadline night: workers, queue, failures, undelivered posts.
 
+    Workers answering (and whether their engine does), queue length and the longest wait,
+    submissions by state, the latest ungradable ones and the posts not delivered yet.
     Exit code 1 when the broker does not answer or no worker does (nothing is being graded)."""
     from datetime import UTC, datetime
 
@@ -627,8 +630,10 @@ def similarity(
         help="Assignment file whose similarity table says what to discount and when to flag. "
              "Default: checks/assignments/counter_backend.toml.")] = None,
 ) -> None:
-    """Compare students' Dockerfiles pairwise, the course's skeleton discounted: top pairs, scores,
-    matching lines side by side, and who pushed first. A high score is a reason to look, not a verdict."""
+    """Who copied whom: students' Dockerfiles compared pairwise, the course's skeleton discounted.
+
+    Prints the top pairs with scores, the matching lines side by side and who pushed first. A high
+    score is a reason to look, not a verdict."""
     from grader.similarity import compare, load_config
     from grader.similarity.render import to_csv, to_json, to_text
 
