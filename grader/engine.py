@@ -242,6 +242,12 @@ class Engine:
         with self.job_network(job) if isolate else nullcontext(None) as network:
             try:
                 yield network
+            except (docker.errors.DockerException, requests.RequestException) as exc:
+                # The SDK failed somewhere in the grading (the engine killed mid-probe, say): ours,
+                # never the student's, and said as the engine's state, so the task retries it elsewhere.
+                _quietly(f"sweeping job {job}", lambda: self.remove_job(job, images=not keep_images))
+                self.answering()
+                raise GraderError(f"the Docker engine failed during the grading: {_short(exc)}") from exc
             except BaseException:
                 _quietly(f"sweeping job {job}", lambda: self.remove_job(job, images=not keep_images))
                 raise

@@ -16,11 +16,11 @@ from grader import provenance
 from grader import report as report_mod
 from grader.config import Settings
 from grader.deadlines import is_late
-from grader.digest import state_description, status_description
+from grader.digest import clip, state_description, status_description
 from grader.errors import ConfigError, GraderError, SubmissionError
 from grader.gitlab import GitLab, GitLabUnavailable
 from grader.intake import Intake
-from grader.messages import refusal
+from grader.messages import refusal, text
 from grader.sources import extract_archive
 from grader.store import Dockerfile, PendingPost, State, Store, Submission
 from grader.workspace import Workspace
@@ -244,20 +244,17 @@ class Service:
                      extension_until=extension.until.isoformat() if extension else None)
         return report_mod.with_provenance(result, **given)
 
-    _SKIPPED = {"ru": "не проверяется: ветка {branch}; проверяются {branches}",
-                "en": "not graded: branch {branch}; graded: {branches}"}
-    _SKIPPED_MR = {"ru": " или merge request из неё", "en": ", or a merge request from it"}
-
     def _skipped(self, sub: Submission) -> None:
         """A push the webhook does not grade: its commit says so (`skipped`), unless the same commit
         is graded another way (a merge request, another branch)."""
         if self.store.active_for_commit(sub.project_id, sub.sha) is not None:
             return
-        lang = self.assignment.language if self.assignment.language in self._SKIPPED else "en"
-        text = self._SKIPPED[lang].format(branch=provenance.branch_of(sub), branches=", ".join(self.settings.branches))
+        lang = self.assignment.language
+        line = text("status", "skipped_branch", lang, branch=provenance.branch_of(sub),
+                    branches=", ".join(self.settings.branches))
         if self.settings.grade_merge_requests:
-            text += self._SKIPPED_MR[lang]
-        self._status(sub, "skipped", text[:255])
+            line += text("status", "skipped_branch_mr", lang)
+        self._status(sub, "skipped", clip(line))
 
     def accept(self, submission_id: int) -> bool:
         """A recorded push: older queued pushes of the project are superseded (said so on their

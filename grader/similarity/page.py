@@ -6,7 +6,8 @@ regions highlighted and numbered alike on both sides, with links to both reports
 Same authentication as the scoreboard (grader/pages.py: bearer GRADER_INSTRUCTOR_TOKEN or the
 signed-in session). Server-rendered; no script; the highlighting is `<mark>` and a stylesheet of
 this module's own (`/similarity.css`: the CSP allows styles from this site only). Every student's
-text reaches the page through Jinja's autoescaping.
+text reaches the page through Jinja's autoescaping; every word of the page is the catalogue's
+(checks/messages/pages.toml, `similarity_*`), scores and dates written as the other pages write them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from grader import assignment as assignment_mod
 from grader.errors import ConfigError
+from grader.history import when
 from grader.html import render
 from grader.similarity import stored
 from grader.similarity.config import Config, load_config
@@ -87,7 +89,8 @@ class SimilarityPages:
         return load_config(assignment_mod.load(self.pages.settings.assignment_file))
 
     def _html(self, template: str, status: int = 200, **context: object) -> HTMLResponse:
-        return HTMLResponse(render(template, lang=self.pages.lang, instructor=True, **context), status_code=status)
+        return HTMLResponse(render(template, lang=self.pages.lang, instructor=True, when=when, **context),
+                            status_code=status)
 
     def _problem(self, status: int, message: str) -> HTMLResponse:
         return self._html("similarity.html", status, problem=message, rows=[], threshold=0.0, shown_all=False)
@@ -102,7 +105,7 @@ class SimilarityPages:
         try:
             config = self._config()
         except ConfigError as exc:
-            return self._problem(500, f"similarity is not configured: {exc}")
+            return self._problem(500, self.pages.w("similarity_not_configured", error=str(exc)))
         index, subs = stored.load(self.pages.store, config, self.pages.settings.groups)
         pairs = index.pairs(regions=False)  # a listing shows no lines: no file is parsed
         return self._html("similarity.html", rows=_rows(pairs, subs, all), threshold=config.threshold,
@@ -113,17 +116,16 @@ class SimilarityPages:
         if not self.pages.instructor(request):
             return self.pages._refuse(request, html=True)
         if not all(x.isascii() and x.isdigit() for x in (a, b)):  # "²" is a digit int() refuses
-            return self._problem(404, "no such pair: give two submission ids")
+            return self._problem(404, self.pages.w("similarity_bad_ids"))
         try:
             config = self._config()
         except ConfigError as exc:
-            return self._problem(500, f"similarity is not configured: {exc}")
+            return self._problem(500, self.pages.w("similarity_not_configured", error=str(exc)))
         index, subs = stored.load(self.pages.store, config, self.pages.settings.groups)
         by_id = {s.id: s for s in subs.values()}
         sub_a, sub_b = by_id.get(int(a)), by_id.get(int(b))
         if sub_a is None or sub_b is None or sub_a is sub_b:
-            return self._problem(404, "no such pair: each id must be a project's latest graded submission "
-                                      "with Dockerfiles stored")
+            return self._problem(404, self.pages.w("similarity_no_pair"))
         pairs = {p.variant: p for p in index.compare_pair(sub_a.project_path, sub_b.project_path)}
         if pairs and pairs[ALL].a != sub_a.project_path:  # the index orders a pair by id: show it as asked
             pairs = {v: _swapped(p) for v, p in pairs.items()}
