@@ -61,12 +61,17 @@ class VariantLine:
     skipped: tuple[str, ...]
 
 
+WAIT_SHOWN_S = 0.5
+
+
 @dataclass(frozen=True)
 class SizeRow:
     name: str
     size_bytes: int | None
     layers: int | None
     percent: int  # of the largest image, for the bars of the page
+    build_seconds: float | None = None
+    waited_s: float | None = None  # for a free build slot before it started
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,15 @@ class Digest:
         # Decimal megabytes, as `docker images` shows them.
         return self.t("megabytes", value=round(size / 1e6)) if size is not None else "—"
 
+    def build_time(self, s: SizeRow) -> str:
+        """How long the variant built, and that it first waited for a free build slot (half a second
+        or more: less is the thread pool starting up)."""
+        if s.build_seconds is None:
+            return "—"
+        if s.waited_s is not None and s.waited_s >= WAIT_SHOWN_S:
+            return self.t("build_waited", seconds=self.seconds(s.build_seconds), wait=self.seconds(s.waited_s))
+        return self.seconds(s.build_seconds)
+
     def seconds(self, x: float | None) -> str:
         return self.t("seconds", value=round(x, 1)) if x is not None else "—"
 
@@ -144,7 +158,8 @@ def digest(report: dict) -> Digest:
             _merge(fixes if c["status"] == "fail" else advice, c, None, prov, lang)
     largest = max((v.get("image_size_bytes") or 0 for v in report.get("variants", [])), default=0)
     sizes = [SizeRow(v["name"], v.get("image_size_bytes"), v.get("layer_count"),
-                     round(100 * (v.get("image_size_bytes") or 0) / largest) if largest else 0)
+                     round(100 * (v.get("image_size_bytes") or 0) / largest) if largest else 0,
+                     v.get("build_seconds"), v.get("build_waited_s"))
              for v in report.get("variants", [])]
     return Digest(lang=lang, title=report.get("assignment_title") or report.get("assignment") or "",
                   score=report.get("score", 0.0), max_score=report.get("max_score", 0.0), variants=variants,

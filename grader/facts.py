@@ -32,6 +32,8 @@ class BuildFacts:
     image_id: str | None = None
     log_path: Path | None = None
     log_tail: str = ""  # the last lines of the build log, for evidence and hints
+    started_s: float | None = None  # when the build started, seconds after the variants were sent to build
+    waited_s: float = 0.0  # of which waiting for a free build slot (GRADER_PARALLEL_BUILDS)
     oversize_limit: int | None = None  # set when the image outgrew the grader's limit (and was removed)
     context_refused: bool = False  # the build context was over the limits: nothing was sent
     no_context: bool = False  # no project source to build the file with: nothing was sent

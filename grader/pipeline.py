@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -50,6 +51,7 @@ class Job:
     cancelled: threading.Event = field(default_factory=threading.Event)  # stop: error, Ctrl-C or watchdog
     expired: threading.Event = field(default_factory=threading.Event)  # the watchdog fired
     network: str | None = None
+    gathered_at: float = 0.0  # time.monotonic() when the variants were sent to build
 
 
 def grade(repo: Path, assignment: Assignment, settings: Settings, engine: Engine,
@@ -122,6 +124,7 @@ def _gather(job: Job, assigned: dict[str, Assigned]) -> dict[str, VariantFacts]:
     pool = ThreadPoolExecutor(max_workers=max(2, 2 * len(assigned)), thread_name_prefix=f"run-{job.id}")
     runs: list[Future[None]] = []
     try:
+        job.gathered_at = time.monotonic()
         building = {builders.submit(_build, job, a): name for name, a in assigned.items()}
         built: dict[str, VariantFacts] = {}
         for done in as_completed(building):
@@ -157,6 +160,7 @@ def _tag(job: Job, variant: str) -> str:
 
 
 def _build(job: Job, a: Assigned) -> VariantFacts:
+    taken = time.monotonic()  # a build slot is free: the time since the variants were sent is waiting
     c = a.candidate
     facts = VariantFacts(a.variant, c.rel if c else None, a.found_by, a.context_is_reference, a.context_rel,
                          a.rejected)
@@ -185,10 +189,13 @@ def _build(job: Job, a: Assigned) -> VariantFacts:
         return facts
     job.progress(f"{a.variant}: building {c.rel}")
     assert facts.policy.buildfile is not None, "the gate writes the copy to build whenever it refuses nothing"
+    started = time.monotonic()
     facts.build = job.engine.build(facts.policy.buildfile, a.context, _tag(job, a.variant),
                                    job.log_dir / f"{a.variant}.build.log",
                                    job.id, job.settings.build_timeout_s, job.settings.log_cap_bytes,
                                    cancel=job.cancelled)
+    facts.build.started_s = round(started - job.gathered_at, 2)
+    facts.build.waited_s = round(taken - job.gathered_at, 2)
     if not facts.build.succeeded:
         job.engine.answering()  # a build the dying engine broke is not the student's failure
         _disk_left(facts.build.log_tail)

@@ -51,6 +51,10 @@ def _variant_json(v: VariantScore, assignment: Assignment, lang: str) -> dict:
         "context": "reference" if f.context_is_reference else "submission",
         "built": bool(f.build and f.build.succeeded),
         "build_seconds": round(f.build.seconds, 2) if f.build else None,
+        # when it started after the variants were sent to build, and how much of that was waiting
+        # for a free build slot (builds run GRADER_PARALLEL_BUILDS at a time; BuildKit shares their steps)
+        "build_started_s": f.build.started_s if f.build else None,
+        "build_waited_s": f.build.waited_s if f.build and f.build.started_s is not None else None,
         "image_id": f.image.image_id if f.image else None,
         "image_size_bytes": f.image.size_bytes if f.image else None,
         "layer_count": f.image.layer_count if f.image else None,
@@ -187,9 +191,9 @@ def render_text(report: dict, width: int = 110) -> str:
     if d.passed_global:
         out.append(_wrap(", ".join(d.passed_global), width, "  ", "    "))
     out += ["", d.t("sizes_heading")]
-    header = [d.t("variant"), d.t("file"), d.t("size"), d.t("layers"), d.t("score")]
-    rows = [[s.name, v.dockerfile or "—", d.size(s.size_bytes), d.num(s.layers), d.pts(v.score, v.max_score)]
-            for s, v in zip(d.sizes, d.variants, strict=True)]
+    header = [d.t("variant"), d.t("file"), d.t("built"), d.t("size"), d.t("layers"), d.t("score")]
+    rows = [[s.name, v.dockerfile or "—", d.build_time(s), d.size(s.size_bytes), d.num(s.layers),
+             d.pts(v.score, v.max_score)] for s, v in zip(d.sizes, d.variants, strict=True)]
     out += _columns([header, *rows])
     out += ["", d.t("provenance_heading"), _wrap(" · ".join(provenance_parts(d)), width, "  ", "  "),
             "  " + d.t("reproduce", command=REPRODUCE)]
@@ -266,10 +270,11 @@ def render_markdown(report: dict) -> str:
     if d.passed_global:
         out += [" · ".join(md_text(t) for t in d.passed_global), ""]
     out += ["</details>", "", f"### {d.t('sizes_heading')}", "",
-            f"| {d.t('variant')} | {d.t('file')} | {d.t('size')} | {d.t('layers')} | {d.t('score')} |",
-            "|---|---|---|---|---|"]
-    out += [f"| {s.name} | {md_code(v.dockerfile or '—', cell=True)} | {d.size(s.size_bytes)} | {d.num(s.layers)} | "
-            f"{d.pts(v.score, v.max_score)} |" for s, v in zip(d.sizes, d.variants, strict=True)]
+            f"| {d.t('variant')} | {d.t('file')} | {d.t('built')} | {d.t('size')} | {d.t('layers')} | {d.t('score')} |",
+            "|---|---|---|---|---|---|"]
+    out += [f"| {s.name} | {md_code(v.dockerfile or '—', cell=True)} | {md_text(d.build_time(s))} | "
+            f"{d.size(s.size_bytes)} | {d.num(s.layers)} | {d.pts(v.score, v.max_score)} |"
+            for s, v in zip(d.sizes, d.variants, strict=True)]
     out += ["", "<sub>" + " · ".join(md_text(p) for p in provenance_parts(d)) + " · "
             + md_text(d.t("reproduce", command="")) + md_code(REPRODUCE) + "</sub>"]
     return "\n".join(out) + "\n"

@@ -52,6 +52,8 @@ class Variant(_Strict):
     context: Literal["submission", "reference"]
     built: bool
     build_seconds: float | None
+    build_started_s: float | None = None  # after the variants were sent to build
+    build_waited_s: float | None = None  # of which waiting for a free build slot
     image_id: str | None
     image_size_bytes: int | None
     layer_count: int | None

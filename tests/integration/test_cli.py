@@ -36,7 +36,7 @@ def test_text_report_shows_the_table_and_the_size_comparison_in_russian_by_defau
     result = grader("check", str(REFERENCE_REPO), "-q")
     assert result.returncode == 0, result.stderr
     assert "Итого 5/5" in result.stdout
-    assert "Размеры образов" in result.stdout and "nonroot" in result.stdout
+    assert "Сборки и размеры образов" in result.stdout and "nonroot" in result.stdout
 
 
 def test_fail_under_turns_a_low_score_into_exit_5(tmp_path):

@@ -42,6 +42,20 @@ def test_reference_solution_gets_full_marks_with_evidence(settings, engine):
     assert by_name["multistage"]["image_size_bytes"] < by_name["single"]["image_size_bytes"]
 
 
+@pytest.mark.parametrize("slots", [1, 3])
+def test_the_report_says_which_build_waited_for_a_free_slot(settings, engine, slots):
+    """One build slot: each variant waits for the one before it, and says how long; three: none waits."""
+    report = run(REFERENCE_REPO, settings.model_copy(update={"parallel_builds": slots}), engine)
+    waits = [v["build_waited_s"] for v in report["variants"]]
+    starts = [v["build_started_s"] for v in report["variants"]]
+    assert report["score"] == 5 and None not in waits and None not in starts
+    if slots == 1:
+        single, multi, nonroot = report["variants"]
+        assert waits[0] < 0.5 and waits[1] >= single["build_seconds"] and waits[2] >= waits[1] + multi["build_seconds"]
+    else:
+        assert max(waits) < 0.5
+
+
 @pytest.mark.parametrize("name", fixture_names(BROKEN))
 def test_broken_submission_gets_its_stated_verdict(name, settings, engine):
     expected = load_expected(BROKEN / name)

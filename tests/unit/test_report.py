@@ -199,8 +199,8 @@ def test_markdown_collapses_what_passed_and_has_the_size_table():
     passed = md[md.index("<details><summary>✓ Passed: 62 checks</summary>"):md.index("</details>")]
     assert "Process does not run as root" in passed
     assert md.count("✗") == 2  # only the rule and the legend name it
-    assert "| single | `Dockerfile.single` | 412 MB | 11 | 1.5/1.5 |" in md
-    assert "| nonroot | `Dockerfile.nonroot` | 172 MB | 11 | 1.5/1.5 |" in md
+    assert "| single | `Dockerfile.single` | 37.2 s | 412 MB | 11 | 1.5/1.5 |" in md
+    assert "| nonroot | `Dockerfile.nonroot` | 37.2 s | 172 MB | 11 | 1.5/1.5 |" in md
 
 
 def test_markdown_shows_a_failed_check_first_with_its_evidence():
@@ -210,7 +210,7 @@ def test_markdown_shows_a_failed_check_first_with_its_evidence():
     fix = md[md.index("### What to fix"):md.index("<details><summary>✓")]
     assert "1. ✗ **Process does not run as root** — variant nonroot" in fix
     assert "uid=0 (root)" in fix  # the evidence, not collapsed
-    assert "| nonroot | `Dockerfile.nonroot` | 172 MB | 11 | 0/1.5 |" in md
+    assert "| nonroot | `Dockerfile.nonroot` | 37.2 s | 172 MB | 11 | 0/1.5 |" in md
 
 
 def test_markdown_shows_a_warning_as_advice_with_the_dockerfile_line():
@@ -241,8 +241,8 @@ def test_markdown_in_russian():
 
     assert md.startswith("## Docker: counter-backend тремя способами — Итого **5/5**")
     assert "**single** ✓ 1,5/1,5" in md
-    assert "| Вариант | Файл | Размер | Слоёв | Баллы |" in md
-    assert "| single | `Dockerfile.single` | 412 МБ | 11 | 1,5/1,5 |" in md
+    assert "| Вариант | Файл | Сборка | Размер | Слоёв | Баллы |" in md
+    assert "| single | `Dockerfile.single` | 37,2 с | 412 МБ | 11 | 1,5/1,5 |" in md
 
 
 # -- text (terminals, CI logs) -----------------------------------------------------------------
@@ -253,10 +253,26 @@ def test_text_has_the_total_and_the_size_table():
     lines = text.splitlines()
 
     assert lines[0] == "Docker: counter-backend three ways — Total 5/5"
-    sizes = text[text.index("Image sizes"):]
+    sizes = text[text.index("Builds and image sizes"):]
     for name, mb in (("single", "412 MB"), ("multistage", "171 MB"), ("nonroot", "172 MB")):
         row = next(line for line in sizes.splitlines() if f" {name} " in line)
         assert mb in row and "11" in row
+
+
+def test_a_build_that_waited_for_a_free_slot_says_so_and_one_that_did_not_does_not():
+    facts = passing_submission(A)
+    facts.variants["single"].build.started_s, facts.variants["single"].build.waited_s = 0.1, 0.1
+    facts.variants["nonroot"].build.started_s, facts.variants["nonroot"].build.waited_s = 8.2, 8.1
+    report = report_for(facts)
+    assert [v["build_waited_s"] for v in report["variants"]] == [0.1, None, 8.1]  # multistage: not timed
+
+    text = render_text(report)
+    nonroot = next(line for line in text.splitlines() if line.startswith("  nonroot "))
+    single = next(line for line in text.splitlines() if line.startswith("  single "))
+    assert "37.2 s, after waiting 8.1 s for a free build slot" in nonroot
+    assert "waiting" not in single  # 0.1 s is the pool starting, not a wait
+    ru = render_markdown(report_for(facts, lang="ru"))
+    assert "37,2 с, после 8,1 с ожидания свободной сборки" in ru
 
 
 def test_text_lists_the_failed_check_before_what_passed():
@@ -279,8 +295,8 @@ def test_text_says_a_build_failed_with_its_log():
     assert "│ #9 ERROR: exit code: 1" in text
 
 
-@pytest.mark.parametrize(("lang", "total", "sizes"), [("en", "Total", "Image sizes"),
-                                                      ("ru", "Итого", "Размеры образов")])
+@pytest.mark.parametrize(("lang", "total", "sizes"), [("en", "Total", "Builds and image sizes"),
+                                                      ("ru", "Итого", "Сборки и размеры образов")])
 def test_text_labels_follow_the_language(lang, total, sizes):
     text = render_text(report_for(lang=lang))
 
