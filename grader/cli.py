@@ -195,14 +195,28 @@ def validate(
 
 
 @app.command()
-def doctor(docker_cli: Annotated[str | None, typer.Option(help="docker CLI to test.")] = None) -> None:
-    """Check that this machine can grade: engine, BuildKit CLI, base image."""
+def doctor(
+    docker_cli: Annotated[str | None, typer.Option(help="docker CLI to test.")] = None,
+    service: Annotated[bool, typer.Option(
+        "--service", help="Check the service instead: the GitLab token (scope, role on GRADER_GROUPS), the "
+                          "database, the broker, the workers and the report URL. Exit 1 on any problem.")] = False,
+) -> None:
+    """Check that this machine can grade: engine, BuildKit CLI, base image (or, --service, the rest)."""
     from grader.engine import Engine
 
     settings = get_settings().model_copy()
+    if service:
+        from grader.doctor import service_findings
+
+        findings = service_findings(settings)
+        for finding in findings:
+            typer.echo(finding.line())
+        if not all(f.ok for f in findings):
+            raise typer.Exit(1)
+        return
     settings.docker_cli = docker_cli or settings.docker_cli
     try:
-        rubric = assignment_mod.load(None)
+        rubric = assignment_mod.load(settings.assignment_file)  # the rubric this worker grades by
         engine = Engine(settings)
     except GraderError as exc:
         _fail(exc, exc.exit_code)

@@ -1,0 +1,108 @@
+"""`grader doctor --service`: what a deadline night needs besides the engine, each answered in one
+line an operator can act on — the GitLab token (valid, `api` scope, a role on every graded group
+that may post statuses), the database, the broker, the workers and the report URL students click.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+
+from grader.config import Settings
+from grader.errors import GraderError
+
+DEVELOPER = 30  # GitLab's role that may set commit statuses and comment on commits
+ROLES = {10: "Guest", 20: "Reporter", 30: "Developer", 40: "Maintainer", 50: "Owner"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    what: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok' if self.ok else 'PROBLEM'}  {self.what}: {self.detail}"
+
+
+def service_findings(settings: Settings) -> list[Finding]:
+    return [*_gitlab(settings), _database(settings), _broker(settings), _workers(), _report_url(settings)]
+
+
+def _gitlab(settings: Settings) -> list[Finding]:
+    from grader.gitlab import GitLab
+
+    if not settings.gitlab_url or not settings.gitlab_token:
+        return [Finding("GitLab", False, "set GRADER_GITLAB_URL and GRADER_GITLAB_TOKEN")]
+    try:
+        gitlab = GitLab(settings.gitlab_url, settings.gitlab_token)
+        info = gitlab.token_info()
+    except GraderError as exc:
+        return [Finding("GitLab token", False, f"{exc} (a token with the api scope, of a user who may post statuses)")]
+    found = [Finding("GitLab token", info.scopes is None or "api" in info.scopes,
+                     f"user {info.username}, scopes {', '.join(info.scopes) if info.scopes else 'unknown'}"
+                     + ("" if info.scopes is None or "api" in info.scopes else ": needs the api scope"))]
+    for group in settings.groups or []:
+        try:
+            level = gitlab.access_level(group, info.user_id)
+        except GraderError as exc:
+            found.append(Finding(f"role in {group}", False, str(exc)))
+            continue
+        role = ROLES.get(level or 0, f"level {level}") if level else "not a member"
+        found.append(Finding(f"role in {group}", (level or 0) >= DEVELOPER,
+                             role + ("" if (level or 0) >= DEVELOPER else
+                                     ": needs Developer or above to post statuses and comments")))
+    if not settings.groups:
+        found.append(Finding("graded groups", False, "GRADER_GROUPS is empty: every project the hook sees is graded"))
+    return found
+
+
+def _database(settings: Settings) -> Finding:
+    from grader.store import Store
+
+    try:
+        Store(settings.database_url).close()
+    except GraderError as exc:
+        return Finding("database", False, str(exc))
+    return Finding("database", True, "reachable, schema up to date")
+
+
+def _broker(settings: Settings) -> Finding:
+    from grader.tasks import broker_ready
+
+    try:
+        broker_ready()
+    except GraderError as exc:
+        return Finding("broker", False, str(exc))
+    return Finding("broker", True, f"{urlsplit(settings.broker_url).hostname} answers")
+
+
+def _workers() -> Finding:
+    from grader.cli import _workers_line
+
+    try:
+        line = _workers_line()
+    except Exception as exc:  # noqa: BLE001 - a broker that fails mid-ping: said, not raised
+        return Finding("workers", False, f"cannot ask them: {exc}")
+    return Finding("workers", not line.startswith("workers: none") and "engine not answering" not in line,
+                   line.removeprefix("workers: "))
+
+
+def _report_url(settings: Settings) -> Finding:
+    url = settings.report_base_url.rstrip("/")
+    host = urlsplit(url).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return Finding("report URL", False, f"{url} is this machine's loopback: students cannot open the links in "
+                                            "their commit statuses; set GRADER_REPORT_BASE_URL to the public address")
+    try:
+        answer = requests.get(f"{url}/healthz", timeout=5)
+    except requests.RequestException as exc:
+        return Finding("report URL", False, f"{url}/healthz does not answer ({type(exc).__name__})")
+    return Finding("report URL", answer.status_code == 200, f"{url}/healthz answered {answer.status_code}")
