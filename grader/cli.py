@@ -243,9 +243,16 @@ def serve(
     """
     import uvicorn
 
+    from grader.doctor import serving_problems
+
     settings = get_settings()
     try:
         settings.require("webhook_secret", "gitlab_url", "gitlab_token")
+        problems, warnings = serving_problems(settings, host)
+        if problems:
+            raise ConfigError("\n".join(f"grader: {p}" for p in problems).removeprefix("grader: "))
+        for warning in warnings:
+            typer.echo(f"grader: warning: {warning}", err=True)
         application = serve_app() if workers == 1 else None
         if application is None:
             _startup_checks(settings).close()  # a one-line error here, not one per worker process

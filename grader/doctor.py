@@ -93,12 +93,7 @@ def _workers() -> Finding:
 
 def _report_url(settings: Settings) -> Finding:
     url = settings.report_base_url.rstrip("/")
-    host = urlsplit(url).hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if loopback:
+    if _is_loopback(urlsplit(url).hostname or ""):
         return Finding("report URL", False, f"{url} is this machine's loopback: students cannot open the links in "
                                             "their commit statuses; set GRADER_REPORT_BASE_URL to the public address")
     try:
@@ -106,3 +101,42 @@ def _report_url(settings: Settings) -> Finding:
     except requests.RequestException as exc:
         return Finding("report URL", False, f"{url}/healthz does not answer ({type(exc).__name__})")
     return Finding("report URL", answer.status_code == 200, f"{url}/healthz answered {answer.status_code}")
+
+
+PLACEHOLDER = "change-me"  # what .env.example writes where a secret goes
+MIN_SECRET = 16
+
+
+def serving_problems(settings: Settings, host: str) -> tuple[list[str], list[str]]:
+    """(refused, warned): settings that are fine on a laptop but wrong on an address GitLab and
+    students reach. The example's placeholder secrets and short secrets are refused; report links
+    on a loopback address are warned about only, since a container listens on 0.0.0.0 whether or
+    not its port is published beyond the host (compose's web service, `grader doctor --service`)."""
+    if _is_loopback(host):
+        return [], []
+    problems = []
+    for name, value in (("GRADER_WEBHOOK_SECRET", settings.webhook_secret),
+                        ("GRADER_INSTRUCTOR_TOKEN", settings.instructor_token)):
+        if value is not None and (PLACEHOLDER in value or len(value) < MIN_SECRET):
+            problems.append(f"{name} is the example's placeholder or shorter than {MIN_SECRET} characters: set a "
+                            "long random one (openssl rand -hex 32) before serving on " + host)
+    if settings.gitlab_token and PLACEHOLDER in settings.gitlab_token:
+        problems.append("GRADER_GITLAB_TOKEN is the example's placeholder: set the grader's GitLab token")
+    warnings = []
+    report_host = urlsplit(settings.report_base_url).hostname or ""
+    if report_host.endswith("example.edu"):
+        problems.append(f"GRADER_REPORT_BASE_URL={settings.report_base_url} is the example's: set the service's "
+                        "public URL (commit statuses link there)")
+    elif _is_loopback(report_host):
+        warnings.append(f"GRADER_REPORT_BASE_URL={settings.report_base_url} is a loopback address: students "
+                        "cannot open the links in their commit statuses unless they are on this machine")
+    return problems, warnings
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -52,3 +52,28 @@ def test_a_list_setting_written_as_plain_text_is_one_line_with_the_fix(tmp_path,
     result = start("serve", tmp_path, **{name: value})
     assert result.returncode == 2
     assert result.stderr.strip() == f"grader: {name} must be a JSON list, e.g. {fix}"
+
+
+def test_serving_on_a_public_address_refuses_the_examples_placeholders_in_one_line_each(tmp_path):
+    public = subprocess.run([sys.executable, "-m", "grader.cli", "serve", "--host", "0.0.0.0"], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path,
+                            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **BASE_ENV,
+                                 "GRADER_DATABASE_URL": f"sqlite:///{tmp_path / 'grader.db'}",
+                                 "GRADER_WEBHOOK_SECRET": "change-me-to-a-long-random-string",
+                                 "GRADER_INSTRUCTOR_TOKEN": "short",
+                                 "GRADER_REPORT_BASE_URL": "https://grader.example.edu"})
+    assert public.returncode == 2
+    refused = public.stderr.strip().splitlines()
+    assert len(refused) == 3, public.stderr
+    assert "GRADER_WEBHOOK_SECRET is the example's placeholder" in refused[0]
+    assert "GRADER_INSTRUCTOR_TOKEN" in refused[1] and "GRADER_REPORT_BASE_URL" in refused[2]
+
+
+def test_the_same_settings_on_a_loopback_address_are_a_laptops_and_pass():
+    from grader.config import Settings
+    from grader.doctor import serving_problems
+
+    laptop = Settings(webhook_secret="change-me", instructor_token="short", report_base_url="http://127.0.0.1:8000")
+    assert serving_problems(laptop, "127.0.0.1") == ([], [])
+    refused, warned = serving_problems(laptop, "0.0.0.0")  # control: the same on a public address
+    assert len(refused) == 2 and len(warned) == 1 and "loopback" in warned[0]
