@@ -165,8 +165,9 @@ def test_image_has_no_compiler_but_a_buildkit_cli_and_iptables(worker_image):
 def test_serve_role_becomes_healthy(worker_image):
     """The HEALTHCHECK of the serve role: GET /healthz inside the container (no network needed)."""
     name = f"grader-deploy-web-{secrets.token_hex(4)}"
+    # a real secret: on 0.0.0.0 the service refuses short and placeholder ones (tests/unit/test_cli_startup.py)
     env = ["-e", "GRADER_GITLAB_URL=http://gitlab.invalid", "-e", "GRADER_GITLAB_TOKEN=t",
-           "-e", "GRADER_WEBHOOK_SECRET=s"]
+           "-e", f"GRADER_WEBHOOK_SECRET={secrets.token_hex(16)}"]
     try:
         started = run(DOCKER, "run", "-d", "--name", name, "--network", "none", "--health-interval", "1s",
                       "--health-start-period", "1s", *env, worker_image)
