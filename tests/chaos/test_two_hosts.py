@@ -455,3 +455,30 @@ def test_postgresql_restarted_while_pushes_arrive_and_jobs_finish_loses_no_ackno
     _assert_once_each(gitlab, pushes)
     assert sorted(e["latest_score"] for e in board["entries"]) == [5.0] * len(pushes)
     assert _left_on(1) == [] and _left_on(2) == []
+
+
+def test_on_a_worker_host_student_code_reaches_nothing_outside_its_job(tmp_path, hosts):
+    """The isolation tests (tests/integration/test_hostile.py), run again inside worker host 1 against
+    its own engine and firewall; then a build step there tries the control host's Redis, which the
+    worker itself reaches through the veth."""
+    inside = subprocess.run([str(HOSTS), "exec", "1", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             str(ROOT / "tests" / "integration" / "test_hostile.py"), "-k", "reach or isolation"],
+                            capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert inside.returncode == 0 and " passed" in inside.stdout, inside.stdout[-3000:]
+    assert "deselected" in inside.stdout and "8 passed" in inside.stdout  # control: the tests did run
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "Dockerfile.single").write_text(
+        "FROM python:3.11.6-slim-bookworm\n"
+        f"RUN python -c \"import socket; socket.create_connection(('10.231.1.1', 6379), 2); print('REACHED')\" "
+        f"|| echo blocked {os.getpid()}\n", encoding="utf-8")
+    worker_sees = subprocess.run([str(HOSTS), "exec", "1", "redis-cli", "-h", "10.231.1.1", "ping"],
+                                 capture_output=True, text=True, timeout=30)
+    assert worker_sees.stdout.strip() == "PONG"  # control: the host itself does reach it
+    check = subprocess.run([str(HOSTS), "exec", "1", sys.executable, "-m", "grader.cli", "check", str(repo), "-q",
+                            "--no-cache", "--logs", str(tmp_path / "logs"), "--reference",
+                            str(ROOT / "tests" / "fixtures" / "reference" / "counter-backend")],
+                           capture_output=True, text=True, timeout=600, cwd=ROOT)
+    log = (tmp_path / "logs" / "single.build.log").read_text()
+    assert re.search(rf"^#\d+ [\d.]+ blocked {os.getpid()}$", log, re.M), (check.stderr[-2000:], log[-2000:])
+    assert not re.search(r"^#\d+ [\d.]+ REACHED$", log, re.M)
