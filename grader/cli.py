@@ -226,6 +226,13 @@ def doctor(
     typer.echo(f"base image {rubric.base_image}: present")
     parent = engine.cgroup_parent(rubric.base_image)
     typer.echo(f"containers and build steps run under cgroup {parent or '?'}: {_ceiling(parent)}")
+    from grader.doctor import build_wall_findings
+
+    walls = build_wall_findings(settings, settings.iptables)
+    for finding in walls:
+        typer.echo(finding.line())
+    if not all(f.ok for f in walls):
+        raise typer.Exit(1)
 
 
 # -- the service -----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ that may post statuses), the database, the broker, the workers and the report UR
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -140,3 +141,37 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def build_wall_findings(settings: Settings, iptables: str = "iptables") -> list[Finding]:
+    """On a worker host: can a student's build step reach the broker or the database? Build steps
+    run on the engine's default bridge and are forwarded like any traffic, so a service this host
+    reaches over the network is theirs too unless DOCKER-USER drops it (scripts/setup with
+    GRADER_CONTROL_HOST does)."""
+    import socket
+    import subprocess
+
+    targets = {}
+    for what, url in (("broker", settings.broker_url), ("database", settings.database_url.replace("+psycopg", ""))):
+        host = urlsplit(url).hostname
+        if not host:
+            continue  # SQLite: a file
+        try:
+            address = ipaddress.ip_address(socket.gethostbyname(host))
+        except (OSError, ValueError):
+            continue
+        if not address.is_loopback:
+            targets[what] = address
+    if not targets:
+        return []
+    try:
+        rules = subprocess.run([iptables, "-w", "5", "-S", "DOCKER-USER"], capture_output=True, text=True,
+                               timeout=20).stdout.splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        rules = []
+    dropped = [ipaddress.ip_network(m.group(1), strict=False) for r in rules
+               if (m := re.search(r"-d (\S+) .*-j DROP$", r)) and " -i " in r]
+    return [Finding(f"build steps to the {what}", any(address in net for net in dropped),
+                    f"{address} is walled off" if any(address in net for net in dropped) else
+                    f"a student's RUN step can reach {address} (the {what}): run "
+                    f"GRADER_CONTROL_HOST={address} scripts/setup on this host") for what, address in targets.items()]

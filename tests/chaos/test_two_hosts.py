@@ -482,3 +482,24 @@ def test_on_a_worker_host_student_code_reaches_nothing_outside_its_job(tmp_path,
     log = (tmp_path / "logs" / "single.build.log").read_text()
     assert re.search(rf"^#\d+ [\d.]+ blocked {os.getpid()}$", log, re.M), (check.stderr[-2000:], log[-2000:])
     assert not re.search(r"^#\d+ [\d.]+ REACHED$", log, re.M)
+
+
+def test_grader_doctor_on_a_worker_host_says_whether_build_steps_can_reach_the_broker(hosts):
+    def doctor() -> subprocess.CompletedProcess:
+        env = {**os.environ, "GRADER_BROKER_URL": "redis://10.231.1.1:6379/0",
+               "GRADER_DATABASE_URL": "postgresql+psycopg://postgres@10.231.1.1:5432/postgres"}
+        return subprocess.run([str(HOSTS), "exec", "1", sys.executable, "-m", "grader.cli", "doctor"],
+                              capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+
+    walled = doctor()
+    rule = ["DOCKER-USER", "-i", "docker0", "-d", "10.231.0.0/16", "-j", "DROP"]
+    subprocess.run([str(HOSTS), "exec", "1", "iptables", "-D", *rule], check=True, timeout=30)
+    try:
+        open_wall = doctor()
+    finally:
+        subprocess.run([str(HOSTS), "exec", "1", "iptables", "-I", *rule], check=True, timeout=30)
+    assert walled.returncode == 0, walled.stdout + walled.stderr
+    assert "ok  build steps to the broker: 10.231.1.1 is walled off" in walled.stdout
+    assert open_wall.returncode == 1
+    assert "PROBLEM  build steps to the broker: a student's RUN step can reach 10.231.1.1" in open_wall.stdout
+    assert "GRADER_CONTROL_HOST=10.231.1.1 scripts/setup" in open_wall.stdout
