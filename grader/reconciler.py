@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 Send = Callable[[int], object]  # publishes a grading job for a submission id
 GC_EVERY_S = 300.0
 _last_gc = 0.0
+_interrupted: set[str] = set()  # jobs this process's engine died in the middle of; swept when it answers
+
+
+def remember_interrupted(job: str) -> None:
+    """A grading this worker process ran when its engine stopped answering: what it left there
+    (containers restored as exited, its network and rules) is swept by name once the engine is
+    back, whatever its age — the periodic sweep would wait GRADER_GC_AFTER_S for it."""
+    _interrupted.add(job)
 
 
 def resend_lost(client: redis.Redis, store: Store, settings: Settings, send: Send) -> list[int] | None:
@@ -85,6 +93,13 @@ def collect_garbage(settings: Settings) -> None:
     global _last_gc
     from grader.engine import Engine  # here: Celery's main process must not load the parser (grader/cli.py)
 
+    for job in sorted(_interrupted):
+        try:
+            Engine(settings).remove_job(job)
+        except GraderError:
+            break  # still down: next time
+        _interrupted.discard(job)
+        log.warning("removed what the interrupted job %s left on this host's engine", job)
     if _last_gc and time.monotonic() - _last_gc < GC_EVERY_S:
         return
     _last_gc = time.monotonic()

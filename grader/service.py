@@ -143,7 +143,7 @@ class Service:
                 report, _ = grade_report(repo, self.assignment, self.settings, Engine(self.settings),
                                          self.assignment.language, reference=self.assignment.reference, cache=cache,
                                          source=source or f"project {project_id}, commit {sha[:8]}",
-                                         job_id=self._job_id(workspace))
+                                         job_id=self.job_id(workspace))
                 if keep is not None:
                     from grader.similarity.stored import dockerfiles_of
 
@@ -152,7 +152,7 @@ class Service:
         except SubmissionError as exc:
             return self._refusal(refusal(exc, self.assignment.language))
 
-    def _job_id(self, workspace: str) -> str:
+    def job_id(self, workspace: str) -> str:
         """The engine's name for this grading: the same for every run of one submission (a run taken
         over from a killed worker then sweeps what that worker left), never another instance's."""
         return f"{workspace}-{hashlib.sha256(self.settings.instance.encode()).hexdigest()[:6]}".lower()

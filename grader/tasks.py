@@ -103,8 +103,10 @@ def grade_submission(self: Task, submission_id: int) -> None:
         reconciler.clear_engine(settings)  # so the next job finds room; this one says why it was not graded
         service().give_up(submission_id, str(exc))
     except GraderError as exc:
-        if isinstance(exc, EngineUnavailable) and self.request.hostname:
-            engine_gate.stop_consuming(app, self.request.hostname)  # the retry goes to another host
+        if isinstance(exc, EngineUnavailable):
+            reconciler.remember_interrupted(service().job_id(f"sub-{submission_id}"))
+            if self.request.hostname:
+                engine_gate.stop_consuming(app, self.request.hostname)  # the retry goes to another host
         # GitLab down (the archive cannot be fetched) gets better by itself: a patient schedule, so an
         # outage of minutes never leaves a commit "not graded"; anything else gets three tries.
         patient = isinstance(exc, GitLabUnavailable)
