@@ -273,11 +273,13 @@ def serve(
 
 def serve_app() -> FastAPI:
     """The webhook and pages app, as each `grader serve` worker process makes it (from GRADER_* settings)."""
-    from grader.tasks import broker_ready, enqueue_push
+    from grader.tasks import broker_ready, enqueue_push, notify
     from grader.web import create_app
 
     settings = get_settings()
-    return create_app(settings, _startup_checks(settings), enqueue_push, ready=broker_ready)
+    # notify: a push to a branch that is not graded gets a `skipped` status saying so, so the
+    # student is never left waiting in silence
+    return create_app(settings, _startup_checks(settings), enqueue_push, ready=broker_ready, notify=notify)
 
 
 def _startup_checks(settings: Settings) -> Store:

@@ -280,3 +280,20 @@ def test_a_job_redis_lost_is_graded_without_an_operator(tmp_path, broker_url):
     assert len(gitlab.comments) == 1
     assert board["entries"][0]["latest_score"] == 5.0 and answer["duplicate"] is False
     assert "re-sent 1 submission(s) the broker no longer held" in (tmp_path / "worker.log").read_text()
+
+
+def test_a_push_to_a_branch_that_is_not_graded_says_so_on_its_commit(tmp_path, broker_url):
+    """Never left waiting in silence: the commit gets a `skipped` status naming the graded branches."""
+    with FakeGitLab() as gitlab:
+        project, sha = gitlab.create_repo_project("devops-2026/branchy-docker", tmp_path / "repos",
+                                                  source=REFERENCE_REPO)
+        database_url = f"sqlite:///{tmp_path / 'grader.db'}"
+        with service(tmp_path, gitlab, broker_url, database_url) as (base, env):
+            body = gitlab.push_payload(project, after=sha, ref="refs/heads/feature")
+            r = requests.post(f"{base}/webhooks/gitlab", json=body, headers=push_hook_headers(SECRET), timeout=5)
+            assert r.status_code == 202, r.text
+            FakeGitLab.wait_until(lambda: states(gitlab, sha), timeout=60)
+            time.sleep(2)  # a grading, if one were wrongly queued, would post now
+    assert states(gitlab, sha) == ["skipped"]
+    assert gitlab.statuses[0].description == "не проверяется: ветка feature; проверяются main, master"
+    assert gitlab.comments == []
