@@ -13,7 +13,7 @@ import time
 import pytest
 
 from grader.engine import LABEL_INSTANCE
-from tests.conftest import REFERENCE_REPO, REFERENCE_SOURCE
+from tests.conftest import FIXTURES, REFERENCE_REPO, REFERENCE_SOURCE
 from tests.integration.conftest import INSTANCE
 
 pytestmark = pytest.mark.docker
@@ -71,8 +71,12 @@ def test_missing_reference_directory_is_a_usage_error(tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_during_a_run_removes_its_containers_images_and_temp_dirs(engine, signum, tmp_path):
     env = {**os.environ, "GRADER_INSTANCE": INSTANCE, "TMPDIR": str(tmp_path)}
-    # --no-cache: an earlier test graded the same input, and its verdict would be reused at once
-    proc = subprocess.Popen([*GRADER, "check", str(REFERENCE_REPO), "-q", "--no-cache"], stdout=subprocess.DEVNULL,
+    # A server that never answers keeps its container waiting the whole readiness time (30 s), so
+    # the signal lands mid-run however loaded the machine is (the reference's run ends within a
+    # second or two of its first container, and a signal sent just after its end proved nothing).
+    # --no-cache: an earlier test graded the same input, and its verdict would be reused at once.
+    proc = subprocess.Popen([*GRADER, "check", str(FIXTURES / "hostile" / "never_answers"), "-q", "--no-cache",
+                             "--reference", str(REFERENCE_SOURCE)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env)
     mine = {"label": f"{LABEL_INSTANCE}={INSTANCE}"}
     deadline = time.monotonic() + 300
