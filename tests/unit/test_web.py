@@ -275,3 +275,29 @@ def test_enqueue_push_sends_the_job_and_at_most_one_outbox_delivery_per_interval
     time.sleep(0.5)
     # the first push of a quiet spell brings a delivery first; the two after it share one when the interval ends
     assert sent == [("celery", "()"), ("celery", "(1,)"), ("celery", "(2,)"), ("celery", "(3,)"), ("celery", "()")]
+
+
+def test_the_broker_check_is_skipped_just_after_a_job_was_taken_and_a_failing_publish_still_keeps_nothing(tmp_path):
+    [first, second, third] = payloads("devops-2026/a-docker", "devops-2026/b-docker", "devops-2026/c-docker")
+    store = Store(f"sqlite:///{tmp_path / 'grader.db'}")
+    pings: list[int] = []
+    broker = {"up": True}
+
+    def take(_id: int) -> None:
+        if not broker["up"]:
+            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    def ready() -> None:
+        pings.append(1)
+        take(0)
+
+    with serve(create_app(Settings(webhook_secret=SECRET), store, take, ready=ready)) as base:
+        taken = post(base + "/webhooks/gitlab", first)
+        quick = post(base + "/webhooks/gitlab", second)  # within a second: no check before recording
+        broker["up"] = False
+        refused = post(base + "/webhooks/gitlab", third)  # the publish fails: forgotten, 503
+        after = post(base + "/webhooks/gitlab", third)  # checked again, before anything is written
+    assert (taken.status_code, quick.status_code, refused.status_code, after.status_code) == (202, 202, 503, 503)
+    assert len(pings) == 2  # the first push's, and the one after the failed publish
+    assert store.status_counts()["queued"] == 2  # the refused push left no row ...
+    assert len(store.due_posts(datetime.now(UTC) + timedelta(seconds=1))) == 2  # ... and no status
