@@ -590,23 +590,12 @@ def _workers_line() -> str:
     names = sorted(name for reply in celery_app.control.ping(timeout=1.5) for name in reply)
     if not names:
         return "workers: none answering (nothing is being graded: start one, see docs/operating.md)"
-    engines = _engines() or {}
-    shown = [f"{n}: engine not answering, takes no jobs" if engines.get(n) is False else n for n in names]
-    return f"workers: {len(names)} answering ({', '.join(shown)})"
-
-
-def _engines() -> dict[str, bool] | None:
-    """Whether each worker's engine answers, from the workers' own beats (grader/heartbeat.py)."""
-    import redis
-
     from grader import heartbeat
 
     settings = get_settings()
-    client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        return heartbeat.workers(client, settings.instance)
-    finally:
-        client.close()
+    engines = heartbeat.workers_of(settings.broker_url, settings.instance) or {}
+    shown = [f"{n}: engine not answering, takes no jobs" if engines.get(n) is False else n for n in names]
+    return f"workers: {len(names)} answering ({', '.join(shown)})"
 
 
 def _minutes(delta: timedelta) -> str:

@@ -71,23 +71,29 @@ def beating(client: redis.Redis, instance: str, submission_id: int, *, every_s: 
             pass  # it expires by itself
 
 
-def held(client: redis.Redis, instance: str) -> dict[int, dict] | None:
-    """Submission id → {holder, since} of every grading some worker is beating for; None when
-    Redis cannot say (then nothing may be taken over)."""
+def _beats(client: redis.Redis, prefix: str) -> dict[str, dict] | None:
+    """Every live beat under `prefix`: the key's last part → its value; None when Redis cannot say."""
     try:
-        keys = list(client.scan_iter(match=f"{PREFIX}:{instance}:*", count=500))
+        keys = sorted(client.scan_iter(match=f"{prefix}:*", count=500))
         values = client.mget(keys) if keys else []
     except redis.RedisError:
         return None
-    found: dict[int, dict] = {}
+    found: dict[str, dict] = {}
     for key, value in zip(keys, values, strict=True):
         if value is None:
             continue  # expired between the scan and the read
         try:
-            found[int(str(key, "utf-8").rsplit(":", 1)[1])] = json.loads(value)
+            found[str(key, "utf-8")[len(prefix) + 1:]] = json.loads(value)
         except (ValueError, TypeError):
             continue
     return found
+
+
+def held(client: redis.Redis, instance: str) -> dict[int, dict] | None:
+    """Submission id → {holder, since} of every grading some worker is beating for; None when
+    Redis cannot say (then nothing may be taken over)."""
+    beats = _beats(client, f"{PREFIX}:{instance}")
+    return None if beats is None else {int(k): v for k, v in beats.items() if k.isdigit()}
 
 
 def silent(running: Iterable[tuple[int, datetime]], beating_ids: Iterable[int], *, grace: timedelta,
@@ -114,17 +120,14 @@ def worker_alive(client: redis.Redis, instance: str, name: str, *, engine_up: bo
 
 def workers(client: redis.Redis, instance: str) -> dict[str, bool] | None:
     """Worker name → its engine answers, of every worker that beat lately; None when unreadable."""
+    beats = _beats(client, f"{WORKERS}:{instance}")
+    return None if beats is None else {name: bool(v.get("engine")) for name, v in beats.items()}
+
+
+def workers_of(broker_url: str, instance: str) -> dict[str, bool] | None:
+    """`workers` through a short-lived client of its own (the queue page, `grader status`)."""
+    client = redis.Redis.from_url(broker_url, socket_connect_timeout=1, socket_timeout=1)
     try:
-        keys = sorted(client.scan_iter(match=f"{WORKERS}:{instance}:*", count=500))
-        values = client.mget(keys) if keys else []
-    except redis.RedisError:
-        return None
-    found: dict[str, bool] = {}
-    for key, value in zip(keys, values, strict=True):
-        if value is None:
-            continue
-        try:
-            found[str(key, "utf-8").split(":", 3)[3]] = bool(json.loads(value)["engine"])
-        except (ValueError, TypeError, KeyError, IndexError):
-            continue
-    return found
+        return workers(client, instance)
+    finally:
+        client.close()

@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-import redis
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from sqlalchemy import and_, func, or_, select
@@ -319,11 +318,7 @@ class Pages:
 
     def _workers(self) -> list[tuple[str, bool]] | None:
         """The workers that beat lately (grader/heartbeat.py) and whether their engine answers."""
-        client = redis.Redis.from_url(self.settings.broker_url, socket_connect_timeout=1, socket_timeout=1)
-        try:
-            found = heartbeat.workers(client, self.settings.instance)
-        finally:
-            client.close()
+        found = heartbeat.workers_of(self.settings.broker_url, self.settings.instance)
         return None if found is None else sorted(found.items())
 
     def openapi(self, request: Request) -> Response:

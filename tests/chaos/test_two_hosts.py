@@ -27,7 +27,7 @@ import requests
 from grader.engine import LABEL_INSTANCE, detect_build_cli
 from grader.store import State, Store
 from tests.conftest import REFERENCE_REPO, ROOT
-from tests.e2e.test_service import INSTANCE, SECRET, push, scoreboard, service
+from tests.e2e.test_service import INSTANCE, SECRET, push, scoreboard, service, stop
 from tests.support.fake_gitlab import FakeGitLab, push_hook_headers
 
 pytestmark = [pytest.mark.docker, pytest.mark.chaos]
@@ -75,13 +75,7 @@ def worker(n: int, env: dict, log: Path, **extra: str) -> Iterator[subprocess.Po
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop(proc)
 
 
 def _projects(gitlab: FakeGitLab, tmp: Path, count: int, prefix: str) -> list[tuple[object, str]]:
