@@ -25,7 +25,7 @@ test-pure:
 test-oldest:
 	scripts/test-oldest
 
-# mypy over grader/ (and what it imports), as configured in pyproject.toml's [tool.mypy].
+# mypy over grader/ and checks/, as configured in pyproject.toml's [tool.mypy].
 typecheck: setup
 	.venv/bin/mypy
 

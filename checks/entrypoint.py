@@ -1,10 +1,14 @@
 """ENTRYPOINT/CMD in exec (JSON) form, so that the server is PID 1 and gets SIGTERM."""
 
-from checks import Evidence, failed, passed, skipped, variant_check
+from __future__ import annotations
+
+from checks import Evidence, Outcome, failed, passed, skipped, variant_check
+from grader.assignment import Assignment
+from grader.facts import VariantFacts
 
 
 @variant_check("exec_form", reads=("parsed", "runtime"), reasons=("none", "not_parsed", "ok", "shell"))
-def exec_form(v, a):
+def exec_form(v: VariantFacts, a: Assignment) -> Outcome:
     if v.parsed is None:
         return skipped("not_parsed")
     ins = v.parsed.entrypoint()

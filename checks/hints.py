@@ -27,6 +27,16 @@ LOG_HINTS: tuple[tuple[str, str], ...] = (
     (r"externally-managed-environment", "break_system_packages"),
 )
 
+# The sub-command a log hint is about, found on its own physical line of a chained RUN, so the
+# report points at it (`RUN a && \\ b && \\ c`: b's line, not the RUN's first).
+HINT_AT: dict[str, str] = {
+    "poetry_export": r"\bpoetry\s+export\b",
+    "dist_missing": r"\bpoetry\s+export\b",
+    "readme_missing": r"\bpoetry\s+build\b",
+    "git_clone": r"\bgit\s+clone\b",
+    "break_system_packages": r"\bpip[\d.]*\s+(?:-\S+\s+)*install\b(?!.*--break-system-packages)",
+}
+
 _ALWAYS_SET = {"PATH", "HOME", "PWD", "USER", "SHELL", "LANG", "HOSTNAME", "TERM"}
 _ASSIGNED = re.compile(r"(?:^|[;&|]\s*|export\s+)([A-Za-z_]\w*)=")
 
@@ -56,7 +66,7 @@ def build_hint(log_tail: str, timed_out: bool, parsed: ParsedDockerfile | None, 
         if re.search(pattern, log_tail):
             if key == "empty_variable":
                 return variable_across_runs(parsed) or Hint("no_requirement")
-            return Hint(key)
+            return Hint(key, _run_line(parsed, HINT_AT[key]) if key in HINT_AT else None)
     return variable_across_runs(parsed)
 
 
@@ -66,6 +76,16 @@ def _copy_line(parsed: ParsedDockerfile | None, name: str) -> int | None:
         for ins in stage.of("COPY", "ADD"):
             if not ins.flag("from") and any(src.strip("./").rstrip("/") == name.rstrip("/") for src in ins.args[:-1]):
                 return ins.line
+    return None
+
+
+def _run_line(parsed: ParsedDockerfile | None, pattern: str) -> int | None:
+    """The physical line of the first RUN sub-command matching `pattern`, in the stages BuildKit builds."""
+    for stage in parsed.needed() if parsed else ():
+        for ins in stage.of("RUN"):
+            found = ins.locate(pattern)
+            if found:
+                return found[0]
     return None
 
 

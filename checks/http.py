@@ -1,11 +1,15 @@
 """The HTTP contract, probed on the running container."""
 
-from checks import Evidence, failed, passed, skipped, variant_check
+from __future__ import annotations
+
+from checks import Evidence, Outcome, failed, passed, skipped, variant_check
+from grader.assignment import Assignment
+from grader.facts import VariantFacts
 
 
 @variant_check("http_contract", reads=("runtime",),
                reasons=("not_ready", "not_run", "not_started", "ok", "oom", "probe", "silent", "wrong_port"))
-def http_contract(v, a):
+def http_contract(v: VariantFacts, a: Assignment) -> Outcome:
     r = v.runtime
     if r is None:
         return skipped("not_run")
@@ -35,7 +39,7 @@ def http_contract(v, a):
 
 
 @variant_check("port_honoured", reads=("port_runtime",), reasons=("ignored", "not_configured", "not_run", "ok"))
-def port_honoured(v, a):
+def port_honoured(v: VariantFacts, a: Assignment) -> Outcome:
     """The server listens where its environment says (PORT), so it can run anywhere."""
     r = v.port_runtime
     if not a.port_env or not a.alt_port:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
-from checks import Evidence, failed, passed, skipped, variant_check
+from checks import Evidence, Outcome, failed, passed, skipped, variant_check
 from checks.hints import variable_across_runs
+from grader.assignment import Assignment
 from grader.dockerfile import Instruction, ParsedDockerfile, Stage
+from grader.facts import VariantFacts
 
 
 def _context_dir(v) -> str:
@@ -22,7 +24,7 @@ def _context_dir(v) -> str:
 
 @variant_check("dockerignore", reads=("context",),
                reasons=("ineffective", "missing", "no_context", "ok", "reference_context"))
-def dockerignore(v, a):
+def dockerignore(v: VariantFacts, a: Assignment) -> Outcome:
     if v.context_is_reference:
         return skipped("reference_context")
     if v.context is None:
@@ -42,7 +44,7 @@ def dockerignore(v, a):
     if ctx.unwanted:
         return failed("ineffective", (Evidence("observed", "sent anyway: " + ", ".join(ctx.unwanted)), sent, see),
                       names=", ".join(ctx.unwanted), **sizes)
-    return passed("ok", **sizes)
+    return passed("ok", (), **sizes)
 
 
 # pip's own invocations that download and so fill its cache: `pip install`, `python -m pip wheel`,
@@ -50,6 +52,13 @@ def dockerignore(v, a):
 _PIP = re.compile(r"(?<![\w-])pip[\d.]*\s+(?:-\S+\s+)*(?:install|wheel)\b")
 _NO_CACHE = re.compile(r"(?<!\S)--no-cache(?:-dir)?(?!\S)")  # optparse also takes the prefix
 _ISOLATED = re.compile(r"(?<!\S)--isolated(?!\S)")
+# `pip install --no-index` of wheel files (the recipe's group 4) leaves pip nothing to cache: its HTTP
+# cache holds downloads (there are none), its wheel cache wheels it builds from sdists (a wheel file
+# is installed as it is), and --no-index skips the version check (pip's own req_command.py). Only an
+# sdist (`foo-1.0.tar.gz`) installed that way would have its built wheel cached.
+_INSTALL = re.compile(r"(?<![\w-])pip[\d.]*\s+(?:-\S+\s+)*install\b")
+_NO_INDEX = re.compile(r"(?<!\S)--no-index(?!\S)")
+_SDIST = re.compile(r"\.(?:tar\.gz|tgz|tar\.bz2|tar\.xz|zip)['\"]?(?!\S)")
 _COMMANDS = re.compile(r"&&|\|\||[;|\n]")
 # pip turns its cache off for any value strtobool accepts, "false" and "0" included (kept for
 # backwards compatibility); an empty or other value is not a setting pip honours.
@@ -84,6 +93,8 @@ def _caches_pip(ins: Instruction, env_no_cache: bool) -> bool:
     for command in _COMMANDS.split(text):
         if not _PIP.search(command) or _NO_CACHE.search(command):
             continue
+        if _INSTALL.search(command) and _NO_INDEX.search(command) and not _SDIST.search(command):
+            continue  # nothing is downloaded or built: nothing is cached
         if env and not _ISOLATED.search(command):  # --isolated makes pip ignore PIP_* variables
             continue
         return True
@@ -91,7 +102,7 @@ def _caches_pip(ins: Instruction, env_no_cache: bool) -> bool:
 
 
 @variant_check("pip_no_cache", reads=("parsed",), reasons=("cached", "no_pip", "not_parsed", "ok"))
-def pip_no_cache(v, a):
+def pip_no_cache(v: VariantFacts, a: Assignment) -> Outcome:
     if v.parsed is None:
         return skipped("not_parsed")
     checked = []
@@ -115,7 +126,7 @@ def _chainable(first: Instruction, second: Instruction) -> bool:
 
 
 @variant_check("layers_chained", reads=("parsed",), reasons=("consecutive", "not_parsed", "ok"))
-def layers_chained(v, a):
+def layers_chained(v: VariantFacts, a: Assignment) -> Outcome:
     if v.parsed is None:
         return skipped("not_parsed")
     groups: list[list[Instruction]] = []
@@ -135,11 +146,11 @@ def layers_chained(v, a):
 
 
 @variant_check("run_variables", reads=("parsed",), reasons=("across_runs", "not_parsed", "ok"))
-def run_variables(v, a):
+def run_variables(v: VariantFacts, a: Assignment) -> Outcome:
     if v.parsed is None:
         return skipped("not_parsed")
     hint = variable_across_runs(v.parsed)
-    if hint is None:
+    if hint is None or hint.line is None:
         return passed("ok")
     used = v.parsed.instruction_at(hint.line)
     line_text = used.physical[hint.line - used.line].strip() if used and used.physical else None

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 
-from checks import Evidence, failed, passed, skipped, variant_check
+from checks import Evidence, Outcome, failed, passed, skipped, variant_check
+from grader.assignment import Assignment
 from grader.dockerfile import ParsedDockerfile
-from grader.facts import LintFinding
+from grader.facts import LintFinding, VariantFacts
 
 # Codes with advice of their own in messages/lint.toml ([hadolint], key = code), reported at any
 # hadolint level: DL3059 is only "info" to hadolint, but layers are a lesson of the course.
@@ -76,11 +77,17 @@ MAX_LISTED = 5  # advice items in the message; the evidence shows the same lines
 MAX_MESSAGE = 160  # characters of hadolint's own message kept for an unjudged code
 
 _UNUSED = re.compile(r"^(\S+) appears unused")
+# `cd` as a command of a chained RUN, and its argument.
+_CD = re.compile(r"(?:^|&&|\|\||;)\s*cd(?:\s+(\S+))?\s*(?=&&|\|\||;|$)")
+# cd targets that leave a directory rather than enter one: the lecture's `&& cd / && rm -rf /build`
+# steps out of the build directory it removes in the same RUN, which no WORKDIR can do.
+_LEAVING = {"/", "..", "-", "~", None}
 
 
-@variant_check("hadolint", reads=("lint", "parsed"), reasons=("findings", "no_dockerfile", "not_run", "ok", "unparsed"),
+@variant_check("hadolint", reads=("lint", "parsed", "policy"),
+               reasons=("findings", "no_dockerfile", "not_run", "ok", "unparsed"),
                item_reasons=ADVICE | {"other", "more"})
-def hadolint(v, a):
+def hadolint(v: VariantFacts, a: Assignment) -> Outcome:
     if v.dockerfile_path is None:
         return skipped("no_dockerfile")
     if v.lint is None:
@@ -89,8 +96,13 @@ def hadolint(v, a):
     if unparsed is not None:
         return skipped("unparsed", line=unparsed.line)
     covered = _covering_checks(v.name, a)
+    # A line the policy gate refused is build_policy's to explain (hadolint would call `ADD ${URL}`
+    # "ADD for a local file"): one mistake, one message.
+    refused = {f.line for f in v.policy.findings} if v.policy is not None else set()
     items, seen = [], set()
     for finding in v.lint:
+        if finding.line in refused:
+            continue
         item = _item(finding, v.parsed, covered, a)
         if item is not None and (finding.code, finding.line) not in seen:
             seen.add((finding.code, finding.line))
@@ -116,6 +128,11 @@ def _item(f: LintFinding, parsed: ParsedDockerfile | None, covered: set[str], a)
     item = {"reason": f.code, "code": f.code, "line": f.line}
     if f.code == "DL3025" and _cmd_at(parsed, f.line) == "HEALTHCHECK":
         return None  # a shell-form HEALTHCHECK is fine: it is not PID 1
+    if f.code == "DL3003":
+        cd = _cd_line(parsed, f.line)
+        if cd is None:
+            return None  # every cd of that RUN leaves a directory: "use WORKDIR" would be false advice
+        item["line"] = cd  # the cd's own physical line of a chained RUN
     if f.code in ("DL3006", "DL3007"):
         item["base"] = a.base_image
     if f.code == "SC2034":
@@ -131,6 +148,20 @@ def _item(f: LintFinding, parsed: ParsedDockerfile | None, covered: set[str], a)
     if len(message) > MAX_MESSAGE:
         message = message[:MAX_MESSAGE - 1] + "…"
     return {"reason": "other", "code": f.code, "line": f.line, "message": message}
+
+
+def _cd_line(parsed: ParsedDockerfile | None, line: int) -> int | None:
+    """The physical line of the first `cd` into a directory in the RUN at `line` (hadolint names the
+    RUN's first line); None when every cd there leaves one (`cd /`, `cd ..`)."""
+    ins = parsed.instruction_at(line) if parsed is not None else None
+    if ins is None:
+        return line
+    if all(m.group(1) in _LEAVING for m in _CD.finditer(ins.command)):
+        return None
+    for offset, text in enumerate(ins.physical):
+        if any(m.group(1) not in _LEAVING for m in _CD.finditer(text.rstrip("\\ "))):
+            return ins.line + offset
+    return line
 
 
 def _cmd_at(parsed: ParsedDockerfile | None, line: int) -> str | None:
@@ -154,6 +185,9 @@ def _evidence(parsed: ParsedDockerfile | None, lines: list[int]) -> tuple[Eviden
             found.setdefault(stage.line, Evidence("dockerfile", f"FROM {stage.base}{alias}", stage.line))
         for ins in stage.instructions:
             for line in lines:
-                if ins.line <= line <= ins.end_line:
-                    found.setdefault(ins.line, Evidence.at(ins))
+                if line == ins.line:
+                    found.setdefault(line, Evidence.at(ins))
+                elif ins.line < line <= ins.end_line and len(ins.physical) > line - ins.line:
+                    # a sub-command's own physical line of a chained RUN, as written
+                    found.setdefault(line, Evidence.at(ins, line, ins.physical[line - ins.line].strip()))
     return tuple(found[line] for line in sorted(found))

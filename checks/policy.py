@@ -4,6 +4,8 @@ business with (grader/policy.py decides before the build; this reports its findi
 from __future__ import annotations
 
 from checks import Evidence, Outcome, failed, passed, skipped, variant_check
+from grader.assignment import Assignment
+from grader.facts import VariantFacts
 from grader.policy import RULES
 
 CHANGES = ("syntax_removed", "heredoc_rewritten")  # how the copy that was built differs (grader/buildfile.py)
@@ -12,7 +14,7 @@ CHANGES = ("syntax_removed", "heredoc_rewritten")  # how the copy that was built
 @variant_check("build_policy", reads=("policy",),
                reasons=(*RULES, "ok", "no_dockerfile", "not_parsed", "not_attempted", "base_refused"),
                item_reasons=(*RULES, *CHANGES))
-def build_policy(v, a) -> Outcome:
+def build_policy(v: VariantFacts, a: Assignment) -> Outcome:
     if v.dockerfile_path is None:
         return skipped("no_dockerfile")
     if v.parsed is None:
@@ -29,8 +31,14 @@ def build_policy(v, a) -> Outcome:
         # only says why nothing was built.
         return skipped("base_refused", line=findings[0].line)
     first, *rest = findings
-    evidence = tuple(Evidence("dockerfile", f.text, f.line) for f in v.policy.findings)
-    return failed(first.rule, evidence, **{**first.params, "line": first.line},
+    evidence = [Evidence("dockerfile", f.text, f.line) for f in findings]
+    # A value made of ARG/ENV (`ADD ${URL} /x`): the lines that made it, so the student sees where
+    # the URL the message names came from.
+    refused = v.parsed.instruction_at(first.line)
+    if refused is not None and "$" in refused.original:
+        shown = {e.line for e in evidence}
+        evidence += [Evidence.at(d) for d in v.parsed.definitions(refused) if d.line not in shown]
+    return failed(first.rule, tuple(evidence), **{**first.params, "line": first.line},
                   items=[{**f.params, "reason": f.rule, "line": f.line} for f in rest])
 
 

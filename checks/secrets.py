@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from checks import Evidence, failed, passed, skipped, variant_check
+from checks import Evidence, Outcome, failed, passed, skipped, variant_check
+from grader.assignment import Assignment
 from grader.dockerfile import Instruction
+from grader.facts import VariantFacts
 
 REDACTED = "***"
 
@@ -169,7 +171,7 @@ def _history_pairs(entry: str) -> list[tuple[str, str | None]]:
 
 
 @variant_check("no_secrets", reads=("parsed", "image"), reasons=("found", "image", "not_parsed", "ok", "several"))
-def no_secrets(v, a):
+def no_secrets(v: VariantFacts, a: Assignment) -> Outcome:
     if v.parsed is None:
         return skipped("not_parsed")
     found = _Findings()

@@ -1,10 +1,14 @@
 """The size comparison of the three images (the rubric's last half point)."""
 
-from checks import Evidence, failed, global_check, passed
+from __future__ import annotations
+
+from checks import Evidence, Outcome, failed, global_check, passed
+from grader.assignment import Assignment
+from grader.facts import SubmissionFacts
 
 
 @global_check("size_comparison", reads=("variants", "image"), reasons=("missing", "not_smaller", "ok"))
-def size_comparison(s, a):
+def size_comparison(s: SubmissionFacts, a: Assignment) -> Outcome:
     sizes = {name: v.image.size_bytes for name, v in s.variants.items() if v.image is not None}
     missing = [v.name for v in a.variants if v.name not in sizes]
     if missing:

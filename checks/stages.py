@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from checks import Evidence, Outcome, failed, passed, skipped, variant_check
+from grader.assignment import Assignment
+from grader.checkapi import VariantCheckFn
 from grader.dockerfile import Instruction, ParsedDockerfile, Stage, absolute
+from grader.facts import VariantFacts
+from grader.policy import looks_remote
 
 BUILD_WORK = r"\bpoetry\b|\bpip[\d.]*\s+(?:-\S+\s+)*wheel\b|\bpython[\d.]*\s+-m\s+build\b|\bsetup\.py\b"
 INSTALLS = r"\bpip[\d.]*\s+(?:-\S+\s+)*install\b"
@@ -78,15 +83,16 @@ def _several_working(p: ParsedDockerfile) -> bool:
     return sum(1 for r in roles(p) if r.working) >= 2
 
 
-def _needs_parse(check):
+def _needs_parse(check: Callable[[VariantFacts, ParsedDockerfile, Assignment], Outcome]) -> VariantCheckFn:
     """Structure checks are skipped, not failed, when there is nothing parsed to look at."""
 
-    def wrapper(v, a):
+    def wrapper(v: VariantFacts, a: Assignment) -> Outcome:
         if v.parsed is None:
             return skipped("not_parsed")
         return check(v, v.parsed, a)
 
-    wrapper.__name__ = check.__name__
+    wrapper.__name__ = wrapper.__qualname__ = check.__name__
+    wrapper.__doc__ = check.__doc__
     return wrapper
 
 
@@ -124,7 +130,7 @@ STAGE_ITEMS = ("stage_alias", "stage_build", "stage_takes", "stage_installs")
 
 @variant_check("base_image", reads=("parsed",), reasons=("not_parsed", "ok", "wrong"))
 @_needs_parse
-def base_image(v, p: ParsedDockerfile, a) -> Outcome:
+def base_image(v: VariantFacts, p: ParsedDockerfile, a: Assignment) -> Outcome:
     expected = normalise_image(a.base_image)
     for stage in p.needed():
         if stage.parent is None and normalise_image(stage.base_resolved) != expected:
@@ -134,7 +140,7 @@ def base_image(v, p: ParsedDockerfile, a) -> Outcome:
 
 @variant_check("source_from_context", reads=("parsed",), reasons=("fetched", "not_parsed", "ok"))
 @_needs_parse
-def source_from_context(v, p: ParsedDockerfile, a) -> Outcome:
+def source_from_context(v: VariantFacts, p: ParsedDockerfile, a: Assignment) -> Outcome:
     for stage in p.needed():
         for ins in stage.of("RUN", "ADD"):
             found = ins.locate(GIT_CLONE) or (ins.locate(r"\.git(\s|$)") if ins.cmd == "ADD" else None)
@@ -147,7 +153,7 @@ def source_from_context(v, p: ParsedDockerfile, a) -> Outcome:
 @variant_check("single_stage", reads=("parsed",), reasons=("not_parsed", "ok", "ok_alias", "several"),
                item_reasons=STAGE_ITEMS)
 @_needs_parse
-def single_stage(v, p: ParsedDockerfile, a) -> Outcome:
+def single_stage(v: VariantFacts, p: ParsedDockerfile, a: Assignment) -> Outcome:
     found = roles(p)
     working = [r for r in found if r.working]
     items = [_role_item(r) for r in found]
@@ -161,7 +167,7 @@ def single_stage(v, p: ParsedDockerfile, a) -> Outcome:
 @variant_check("multi_stage", reads=("parsed",), reasons=("not_parsed", "ok", "one", "no_artefacts"),
                item_reasons=STAGE_ITEMS)
 @_needs_parse
-def multi_stage(v, p: ParsedDockerfile, a) -> Outcome:
+def multi_stage(v: VariantFacts, p: ParsedDockerfile, a: Assignment) -> Outcome:
     found = roles(p)
     working = [r for r in found if r.working]
     items = [_role_item(r) for r in found]
@@ -184,7 +190,7 @@ def multi_stage(v, p: ParsedDockerfile, a) -> Outcome:
                reasons=("from_stage", "not_parsed", "ok", "ok_alias", "one_stage"),
                item_reasons=("found_in_image", *STAGE_ITEMS))
 @_needs_parse
-def final_stage_isolated(v, p: ParsedDockerfile, a) -> Outcome:
+def final_stage_isolated(v: VariantFacts, p: ParsedDockerfile, a: Assignment) -> Outcome:
     final = p.final
     if not _several_working(p):
         return skipped("one_stage")
@@ -254,7 +260,7 @@ def _is_dist(path: str) -> bool:
                reasons=("from_context", "not_parsed", "not_run", "nothing", "ok", "ok_clean", "one_stage",
                         "too_much", "too_much_found", "from_image"))
 @_needs_parse
-def copies_only_dist(v, p: ParsedDockerfile, a) -> Outcome:
+def copies_only_dist(v: VariantFacts, p: ParsedDockerfile, a: Assignment) -> Outcome:
     if not _several_working(p):
         return skipped("one_stage")
     shipped = _shipped(p)
@@ -262,9 +268,12 @@ def copies_only_dist(v, p: ParsedDockerfile, a) -> Outcome:
     undecided: list[tuple[Instruction, str]] = []
     for stage in shipped:
         for ins in stage.of("COPY", "ADD"):
-            sources = " ".join(ins.args[:-1])
+            # ARG/ENV values resolved: the message names what is copied, not `${SRC}`
+            sources = " ".join(p.resolve(src, stage, ins) or src for src in ins.args[:-1])
             ref = ins.flag("from")
             other = p.stage(ref) if ref else None
+            if not ref and ins.cmd == "ADD" and all(looks_remote(w) for w in sources.split()):
+                continue  # a download, not the context: build_policy's verdict (one mistake, one failure)
             if not ref:
                 return failed("from_context", (Evidence.at(ins),), sources=sources, line=ins.line)
             if other is None:
@@ -321,7 +330,7 @@ def _judge_by_contents(v, a, undecided: list[tuple[Instruction, str]]) -> Outcom
 @variant_check("offline_install", reads=("parsed",),
                reasons=("from_index", "no_install", "not_parsed", "ok", "one_stage"))
 @_needs_parse
-def offline_install(v, p: ParsedDockerfile, a) -> Outcome:
+def offline_install(v: VariantFacts, p: ParsedDockerfile, a: Assignment) -> Outcome:
     if not _several_working(p):
         return skipped("one_stage")
     shipped = _shipped(p)
@@ -337,7 +346,7 @@ def offline_install(v, p: ParsedDockerfile, a) -> Outcome:
 
 @variant_check("final_image_clean", reads=("parsed", "contents"),
                reasons=("leftovers", "not_run", "ok", "one_stage", "unknown"))
-def final_image_clean(v, a) -> Outcome:
+def final_image_clean(v: VariantFacts, a: Assignment) -> Outcome:
     """What the final image really holds: no Poetry, no project sources or build files."""
     if v.parsed is not None and not _several_working(v.parsed):
         return skipped("one_stage")

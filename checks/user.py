@@ -7,11 +7,13 @@ import shlex
 from dataclasses import dataclass
 
 from checks import Evidence, Outcome, failed, passed, skipped, variant_check
+from grader.assignment import Assignment
 from grader.dockerfile import Instruction, ParsedDockerfile, Stage, is_root_user
+from grader.facts import VariantFacts
 
 
 def _uid_command(v) -> Evidence:
-    return Evidence("command", "docker exec <container> cat /proc/1/status  # Uid: line")
+    return Evidence("command", "docker exec <container> grep Uid /proc/1/status")
 
 
 def _observed_uid(v):
@@ -27,23 +29,30 @@ def _observed_uid(v):
 
 
 @variant_check("user_checked", reads=("runtime",), reasons=("exited", "not_run", "ok", "unknown"))
-def user_checked(v, a):
+def user_checked(v: VariantFacts, a: Assignment) -> Outcome:
     uid = _observed_uid(v)
     return uid if not isinstance(uid, int) else passed("ok", uid=uid)
 
 
-@variant_check("runs_as_root", reads=("runtime",), reasons=("exited", "not_root", "not_run", "ok", "unknown"))
-def runs_as_root(v, a):
+@variant_check("runs_as_root", reads=("runtime", "parsed"),
+               reasons=("exited", "not_root", "not_root_user", "not_run", "ok", "unknown"))
+def runs_as_root(v: VariantFacts, a: Assignment) -> Outcome:
     uid = _observed_uid(v)
     if not isinstance(uid, int):
         return uid
     if uid != 0:
+        parsed = v.parsed
+        final = _final_user(parsed) if parsed is not None else None
+        if parsed is not None and final is not None:  # the USER that did it, with where its value came from
+            ins, stage, resolved = final
+            evidence = (*_user_evidence(parsed, ins, stage, resolved), _uid_command(v))
+            return failed("not_root_user", evidence, uid=uid, user=resolved, line=ins.line)
         return failed("not_root", (_uid_command(v),), uid=uid)
     return passed("ok")
 
 
 @variant_check("runtime_nonroot", reads=("runtime",), reasons=("exited", "not_run", "ok", "root", "unknown"))
-def runtime_nonroot(v, a):
+def runtime_nonroot(v: VariantFacts, a: Assignment) -> Outcome:
     uid = _observed_uid(v)
     if not isinstance(uid, int):
         return uid
@@ -122,30 +131,15 @@ def _user_evidence(p: ParsedDockerfile, ins: Instruction, stage: Stage, resolved
     written = ins.args[0] if ins.args else ""
     if written != resolved:
         for name in re.findall(r"\$\{?(\w+)", written):
-            source = _definition(p, stage, ins, name)
+            source = p.definition(stage, ins, name)
             if source is not None:
                 evidence.append(Evidence.at(source))
         evidence.append(Evidence("observed", f"USER {written} → {resolved}"))
     return tuple(evidence)
 
 
-def _definition(p: ParsedDockerfile, stage: Stage, upto: Instruction, name: str) -> Instruction | None:
-    """The last ARG/ENV before `upto` that sets `name` (in the stage chain, else before the first FROM)."""
-    def defines(ins: Instruction) -> bool:
-        return ins.cmd in ("ARG", "ENV") and any(arg.split("=", 1)[0] == name for arg in ins.args)
-
-    found = None
-    for s in reversed(stage.lineage()):
-        for ins in s.instructions:
-            if ins is upto:
-                return found or next((i for i in reversed(p.preamble) if defines(i)), None)
-            if defines(ins):
-                found = ins
-    return found
-
-
 @variant_check("user_created", reads=("parsed",), reasons=("missing", "not_parsed", "ok", "other_user"))
-def user_created(v, a) -> Outcome:
+def user_created(v: VariantFacts, a: Assignment) -> Outcome:
     if v.parsed is None:
         return skipped("not_parsed")
     created = _created_users(v.parsed)
@@ -167,7 +161,7 @@ def user_created(v, a) -> Outcome:
 
 @variant_check("final_user_nonroot", reads=("parsed", "image"),
                reasons=("empty", "image_root", "no_user", "not_parsed", "ok", "root"))
-def final_user_nonroot(v, a) -> Outcome:
+def final_user_nonroot(v: VariantFacts, a: Assignment) -> Outcome:
     if v.parsed is None:
         return skipped("not_parsed")
     final = _final_user(v.parsed)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from grader.assignment import Assignment
     from grader.dockerfile import Instruction
+    from grader.facts import SubmissionFacts, VariantFacts
 
 Status = Literal["pass", "fail", "skip"]
 Fact = Literal["parsed", "context", "lint", "build", "image", "runtime", "contents", "port_runtime",
@@ -55,8 +57,19 @@ def skipped(reason: str, **params: object) -> Outcome:
     return Outcome("skip", reason, params)
 
 
-class CheckFn(Protocol):
-    def __call__(self, facts: Any, assignment: Any, /) -> Outcome: ...
+class VariantCheckFn(Protocol):
+    """A variant check: what was observed about one variant, and the rubric, to an Outcome."""
+
+    def __call__(self, facts: VariantFacts, assignment: Assignment, /) -> Outcome: ...
+
+
+class GlobalCheckFn(Protocol):
+    """An assignment-wide check: what was observed about the whole submission, to an Outcome."""
+
+    def __call__(self, facts: SubmissionFacts, assignment: Assignment, /) -> Outcome: ...
+
+
+CheckFn = VariantCheckFn | GlobalCheckFn
 
 
 @dataclass(frozen=True)
@@ -69,31 +82,37 @@ class CheckSpec:
     reasons: frozenset[str]
     item_reasons: frozenset[str] = frozenset()  # reasons of `items` entries (one sentence each)
 
-    def __call__(self, facts: Any, assignment: Any) -> Outcome:
-        return self.fn(facts, assignment)
+    def __call__(self, facts: Any, assignment: Assignment) -> Outcome:
+        return self.fn(facts, assignment)  # the registry it is in tells which facts it takes
 
+
+V = TypeVar("V", bound=VariantCheckFn)
+G = TypeVar("G", bound=GlobalCheckFn)
 
 VARIANT_CHECKS: dict[str, CheckSpec] = {}
 GLOBAL_CHECKS: dict[str, CheckSpec] = {}
 
 
-def _register(registry: dict[str, CheckSpec], check_id: str, reads: Iterable[str], reasons: Iterable[str],
-              item_reasons: Iterable[str]) -> Callable[[CheckFn], CheckFn]:
-    def register(fn: CheckFn) -> CheckFn:
-        if check_id in registry:
-            raise ValueError(f"check {check_id} is registered twice")
-        registry[check_id] = CheckSpec(check_id, fn, tuple(reads), frozenset(reasons), frozenset(item_reasons))
+def _register(registry: dict[str, CheckSpec], spec: CheckSpec) -> None:
+    if spec.id in registry:
+        raise ValueError(f"check {spec.id} is registered twice")
+    registry[spec.id] = spec
+
+
+def variant_check(check_id: str, *, reads: Iterable[str], reasons: Iterable[str],
+                  item_reasons: Iterable[str] = ()) -> Callable[[V], V]:
+    """Registers fn(variant: VariantFacts, assignment: Assignment) -> Outcome."""
+    def register(fn: V) -> V:
+        _register(VARIANT_CHECKS, CheckSpec(check_id, fn, tuple(reads), frozenset(reasons), frozenset(item_reasons)))
         return fn
 
     return register
 
 
-def variant_check(check_id: str, *, reads: Iterable[str], reasons: Iterable[str],
-                  item_reasons: Iterable[str] = ()) -> Callable[[CheckFn], CheckFn]:
-    """Registers fn(variant: VariantFacts, assignment: Assignment) -> Outcome."""
-    return _register(VARIANT_CHECKS, check_id, reads, reasons, item_reasons)
-
-
-def global_check(check_id: str, *, reads: Iterable[str], reasons: Iterable[str]) -> Callable[[CheckFn], CheckFn]:
+def global_check(check_id: str, *, reads: Iterable[str], reasons: Iterable[str]) -> Callable[[G], G]:
     """Registers fn(submission: SubmissionFacts, assignment: Assignment) -> Outcome."""
-    return _register(GLOBAL_CHECKS, check_id, reads, reasons, ())
+    def register(fn: G) -> G:
+        _register(GLOBAL_CHECKS, CheckSpec(check_id, fn, tuple(reads), frozenset(reasons)))
+        return fn
+
+    return register

@@ -75,6 +75,8 @@ def _built(v: Report, checks: dict[str, dict]) -> list[str]:
             out.append("not built, yet a uid was measured")
         if _status(checks, "built") == "pass":
             out.append("built passes, the variant says it was not built")
+    if _status(checks, "build_policy") == "fail" and v.get("built"):
+        out.append("build_policy refused the file, yet it was built (the gate must keep it from the engine)")
     if _status(checks, "http_contract") == "pass":
         probes = v.get("probes", [])
         if not probes or not all(p.get("passed") for p in probes):

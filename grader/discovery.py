@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.assignment import Assignment
+from grader.buildfile import directives
 from grader.dockerfile import ParsedDockerfile, is_root_user, parse_file
 from grader.errors import GraderError, SubmissionError
 from grader.facts import Note
 from grader.messages import note
+from grader.policy import frontend_allowed
 
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", "dist"}
 MAX_FILES_SCANNED = 20_000
@@ -82,7 +84,8 @@ def discover(repo: Path, assignment: Assignment, reference: Path | None) -> Disc
         if cand is None:
             variants[v.name] = Assigned(v.name, None, None, None, rejected=rejected)
             continue
-        context, rel = _context(cand, repo, scan.projects, reference, notes)
+        context, rel = _context(cand, repo, scan.projects, reference, notes, v.filename)
+        notes += _directive_notes(cand, assignment)
         variants[v.name] = Assigned(v.name, cand, found_by.get(v.name, "content"), context,
                                     context is not None and rel is None, rel)
     return Discovery(variants, notes)
@@ -210,8 +213,19 @@ def _took(rel: str, kind: str, parsed: ParsedDockerfile) -> Note:
     return Note(f"took_{kind}", path=rel, stages=stages)
 
 
+def _directive_notes(c: Candidate, assignment: Assignment) -> list[Note]:
+    """A `# syntax=` line the policy allows is left out of the copy that is built (grader/buildfile.py):
+    the student is told, since the file is then built by the engine's own frontend. One it does not
+    allow is build_policy's verdict, not a note."""
+    if c.parsed is None:
+        return []
+    return [Note("syntax_ignored", path=c.rel, line=d.line, frontend=d.value)
+            for d in directives("\n".join(c.parsed.lines))
+            if d.key == "syntax" and frontend_allowed(d.value, assignment.policy.allowed_frontends)]
+
+
 def _context(c: Candidate, repo: Path, projects: list[Path], reference: Path | None,
-             notes: list[Note]) -> tuple[Path | None, str | None]:
+             notes: list[Note], filename: str) -> tuple[Path | None, str | None]:
     """The build context: the Dockerfile's own directory when the project is there; else a project
     directory of the repository in which the file's COPY sources exist (a file put in the wrong
     place is still graded, and the student told where it belongs); else the course's reference."""
@@ -223,12 +237,12 @@ def _context(c: Candidate, repo: Path, projects: list[Path], reference: Path | N
     for option in options:
         if c.parsed is not None and _sources_exist(c.parsed, option):
             if option != here:
-                notes.append(Note("misplaced", path=c.rel, project=_rel(option, repo), filename=Path(c.rel).name))
+                notes.append(Note("misplaced", path=c.rel, project=_rel(option, repo), filename=filename))
             return option, _rel(option, repo)
     if reference is not None:
         return reference, None
     if projects:  # the sources it names are missing there too: the build will say which
-        notes.append(Note("misplaced", path=c.rel, project=_rel(projects[0], repo), filename=Path(c.rel).name))
+        notes.append(Note("misplaced", path=c.rel, project=_rel(projects[0], repo), filename=filename))
         return projects[0], _rel(projects[0], repo)
     return None, None
 

@@ -15,6 +15,7 @@ import dockerfile as buildkit_parser
 from grader.errors import SubmissionError
 
 ROOT_NAMES = {"root", "0"}
+_REFERENCED = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")  # names a word refers to: $NAME, ${NAME...}
 MAX_DOCKERFILE_BYTES = 256 * 1024
 _KNOWN_CMDS = frozenset(buildkit_parser.all_cmds())
 
@@ -182,6 +183,46 @@ class ParsedDockerfile:
             if ref.isdigit() and stage.index == int(ref):
                 return stage
         return None
+
+    def stage_of(self, ins: Instruction) -> Stage | None:
+        """The stage holding `ins`."""
+        return next((s for s in self.stages if any(i is ins for i in s.instructions)), None)
+
+    def definition(self, stage: Stage, upto: Instruction, name: str) -> Instruction | None:
+        """The last ARG/ENV before `upto` that sets `name`: in the stage chain, else the global ARG."""
+        def defines(ins: Instruction) -> bool:
+            return ins.cmd in ("ARG", "ENV") and any(arg.split("=", 1)[0] == name for arg in ins.args)
+
+        found = None
+        for s in reversed(stage.lineage()):
+            for ins in s.instructions:
+                if ins is upto:
+                    return found or next((i for i in reversed(self.preamble) if defines(i)), None)
+                if defines(ins):
+                    found = ins
+        return found
+
+    def definitions(self, ins: Instruction) -> list[Instruction]:
+        """The ARG/ENV instructions that give the variables `ins` names their values, and those
+        their values name in turn (`ARG URL=http://${HOST}/x` then `ADD ${URL} /x`), in file order:
+        evidence for a message that shows a resolved value."""
+        stage = self.stage_of(ins)
+        if stage is None:
+            return []
+        found: list[Instruction] = []
+        todo = [(name, ins) for name in _REFERENCED.findall(" ".join(ins.args))]
+        seen: set[str] = set()
+        while todo:
+            name, upto = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            source = self.definition(stage, upto, name)
+            if source is not None:
+                if source not in found:
+                    found.append(source)
+                todo += [(n, source) for n in _REFERENCED.findall(" ".join(source.args))]
+        return sorted(found, key=lambda i: i.line)
 
     def entrypoint(self) -> Instruction | None:
         """The ENTRYPOINT (or, without one, the CMD) that the final image runs."""

@@ -414,3 +414,52 @@ def test_a_copy_source_kept_out_by_dockerignore_is_named_with_the_fix():
     hint = build_hint(log, False, parsed, A, ["README.md", "docs/x.md"])
     assert (hint.key, hint.name, hint.line) == ("dockerignore_excludes", "README.md", 7)
     assert build_hint(log, False, parsed, A, ["docs/x.md"]).key == "not_in_context"  # control: not ignored
+
+
+def test_a_user_in_the_single_variant_is_named_with_its_line_and_where_its_value_came_from():
+    parsed = parse_text("FROM python:3.11.6-slim-bookworm\nARG APPUSER=app\nRUN useradd \"$APPUSER\"\n"
+                        "USER ${APPUSER}\nENTRYPOINT [\"python\", \"-m\", \"counter_backend\"]\n", "Dockerfile.single")
+    facts = passing_variant("single", A, parsed=parsed,
+                            runtime=replace(passing_variant("single", A).runtime, uid=1000))
+    outcome = run("runs_as_root", facts)
+    assert (outcome.reason, outcome.params["line"], outcome.params["user"]) == ("not_root_user", 4, "app")
+    assert [e.line for e in outcome.evidence if e.kind == "dockerfile"] == [4, 2]  # USER, then the ARG
+    from grader.messages import message
+    assert message("runs_as_root", outcome, "en").startswith("Line 4: USER app: in this variant")
+    assert message("runs_as_root", outcome, "ru").startswith("Строка 4: USER app —")
+
+
+def test_an_add_of_a_url_is_the_policys_verdict_not_a_copy_from_the_context():
+    # One mistake, one failure: the gate refuses line 5 (and nothing is built); copies_only_dist
+    # does not also call the download "a copy from the build context", and hadolint's "use COPY
+    # for local files" about the same line is dropped.
+    from grader.facts import LintFinding, PolicyFacts, PolicyFinding
+    parsed = parse_text("FROM python:3.11.6-slim-bookworm AS build\nCOPY . .\nRUN poetry build\n"
+                        "FROM python:3.11.6-slim-bookworm\nARG EXTRA=https://example.com/x\nADD ${EXTRA} /x\n"
+                        "COPY --from=build /dist /dist\nRUN pip install --no-index /dist/*.whl\n", "x")
+    finding = PolicyFinding("remote_source", 6, "ADD ${EXTRA} /x", {"cmd": "ADD", "source": "https://example.com/x"})
+    facts = passing_variant("multistage", A, parsed=parsed, policy=PolicyFacts(findings=[finding]),
+                            lint=[LintFinding("DL3020", "error", 6, "Use COPY instead of ADD for files and folders")],
+                            build=None, image=None, runtime=None, contents=None)
+    assert run("copies_only_dist", facts).status != "fail"
+    assert run("hadolint", facts).status == "pass"
+    local = parse_text("FROM python:3.11.6-slim-bookworm AS build\nCOPY . .\nRUN poetry build\n"
+                       "FROM python:3.11.6-slim-bookworm\nARG SRC=pyproject.toml\nADD ${SRC} /x\n"
+                       "COPY --from=build /dist /dist\n", "x")
+    outcome = run("copies_only_dist", passing_variant("multistage", A, parsed=local))
+    assert (outcome.reason, outcome.params["sources"]) == ("from_context", "pyproject.toml")  # control, resolved
+
+
+def test_a_log_hint_points_at_the_sub_command_on_its_own_line_of_a_chained_run():
+    log = ("#10 25.43 The requested command export does not exist.\n"
+           "#10 ERROR: executor failed running [...]: exit code: 1")
+    facts = broken("poetry_unpinned", "single", build=BuildFacts(False, 25.0, exit_code=1, log_tail=log))
+    outcome = run("built", facts)
+    assert (outcome.params["hint"], outcome.params["line"]) == ("poetry_export", 9)  # `&& poetry export`, not 8
+    dockerfile = [e for e in outcome.evidence if e.kind == "dockerfile"]
+    assert [(e.line, e.text) for e in dockerfile] == [
+        # the physical line as written, its continuation backslash included
+        (9, "&& poetry export --without-hashes --format constraints.txt --output dist/constraints.txt \\")]
+    readme = build_hint("Readme path `/app/README.md` does not exist.", False,
+                        parse_file(BROKEN / "poetry_unpinned" / "Dockerfile.single", "x"), A)
+    assert (readme.key, readme.line) == ("readme_missing", 12)

@@ -58,6 +58,10 @@ def _http_passes_with_a_failed_probe(r):
     variant(r, "single")["probes"][1]["passed"] = False
 
 
+def _refused_by_the_gate_but_built(r):
+    check(r, "multistage", "build_policy").update(status="fail", reason="remote_source")
+
+
 def _full_marks_with_a_failed_required_check(r):
     check(r, "nonroot", "user_created")["status"] = "fail"
 
@@ -69,6 +73,7 @@ def _full_marks_with_a_failed_required_check(r):
     (_nonroot_passes_as_root, "runtime_nonroot passes"),
     (_probe_passes_without_an_image, "not built, yet a probe passed"),
     (_http_passes_with_a_failed_probe, "http_contract passes, a probe failed"),
+    (_refused_by_the_gate_but_built, "build_policy refused the file, yet it was built"),
     (_full_marks_with_a_failed_required_check, "full marks although user_created"),
 ])
 def test_each_rule_fires_on_the_contradiction_it_names(spoil, words):

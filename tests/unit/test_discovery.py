@@ -161,6 +161,33 @@ def test_dockerfiles_in_the_root_are_built_with_the_project_they_name(tmp_path):
     assert not any("Dockerfile.nonroot is not where" in n for n in said)
 
 
+def test_a_misplaced_near_miss_is_told_the_name_and_the_place_it_belongs(tmp_path):
+    _current_edition_without_dockerfiles(tmp_path)
+    shutil.copy(REFERENCE_SOURCE / "Dockerfile.single", tmp_path / "dockerfile.single")
+    said = notes(discover(tmp_path, A, None))
+    assert any("Did you mean Dockerfile.single?" in n for n in said)
+    assert any("put it in counter-backend/ next to pyproject.toml (counter-backend/Dockerfile.single)" in n
+               for n in said), said
+
+
+@pytest.mark.parametrize("directive", ["# syntax=docker/dockerfile:1", "#syntax=docker/dockerfile:1.7",
+                                       "# syntax = docker/dockerfile:1.4.3"])
+def test_an_allowed_syntax_line_is_told_in_the_notes_because_it_is_not_built(tmp_path, directive):
+    text = directive + "\n" + (REFERENCE_SOURCE / "Dockerfile.single").read_text()
+    (tmp_path / "Dockerfile.single").write_text(text)
+    found = discover(tmp_path, A, REFERENCE_SOURCE)
+    frontend = directive.split("=", 1)[1].strip()
+    assert f"Dockerfile.single, line 1: the '# syntax={frontend}' directive was not passed to the engine" \
+        in " ".join(notes(found))
+    assert "Dockerfile.single, строка 1: директива «# syntax=" in " ".join(notes(found, "ru"))
+
+
+def test_a_refused_syntax_line_is_the_policys_verdict_not_a_note(tmp_path):
+    text = "# syntax=127.0.0.1:5000/frontend\n" + (REFERENCE_SOURCE / "Dockerfile.single").read_text()
+    (tmp_path / "Dockerfile.single").write_text(text)
+    assert not any("syntax" in n for n in notes(discover(tmp_path, A, REFERENCE_SOURCE)))
+
+
 def test_a_file_without_any_source_is_a_verdict_for_its_variant_not_a_refusal(tmp_path):
     shutil.copy(REFERENCE_SOURCE / "Dockerfile.single", tmp_path / "Dockerfile.single")
     found = discover(tmp_path, A, None)

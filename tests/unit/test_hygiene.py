@@ -89,9 +89,9 @@ def test_dockerignore_is_skipped_when_the_context_was_not_inspected():
 def test_pip_install_without_no_cache_dir_fails_on_its_line():
     outcome = run("pip_no_cache", broken("pip_cache_and_split_runs", "single"))
 
-    assert (outcome.status, outcome.reason, outcome.params["line"]) == ("fail", "cached", 13)
-    assert [e.line for e in outcome.evidence] == [13]
-    assert message("pip_no_cache", outcome, "ru").startswith("Строка 13:")
+    assert (outcome.status, outcome.reason, outcome.params["line"]) == ("fail", "cached", 6)  # pip install poetry
+    assert [e.line for e in outcome.evidence] == [6]
+    assert message("pip_no_cache", outcome, "ru").startswith("Строка 6:")
 
 
 @pytest.mark.parametrize("text", [
@@ -104,6 +104,11 @@ def test_pip_install_without_no_cache_dir_fails_on_its_line():
     BASE + "RUN --mount=type=cache,target=/root/.cache/pip pip install requests\n",
     "FROM python:3.11.6-slim-bookworm AS base\nENV PIP_NO_CACHE_DIR=1\nFROM base\nRUN pip install requests\n",
     BASE + "RUN pipx install poetry\n",  # not pip
+    # group 4 of the recipe: local wheels, no index: pip downloads and builds nothing, so "add
+    # --no-cache-dir" would be false advice
+    BASE + "RUN python -m pip install --isolated --no-index --no-deps --break-system-packages dist/*.whl "
+           "dist/vendor/*.whl\n",
+    BASE + "RUN pip install --no-index --find-links dist/vendor dist/*.whl && rm -rf dist\n",
 ])
 def test_pip_without_a_cache_in_the_layer_passes(text):
     assert run("pip_no_cache", dockerfile(text)).status == "pass"
@@ -115,6 +120,8 @@ def test_pip_without_a_cache_in_the_layer_passes(text):
     (BASE + "RUN pip install requests\nENV PIP_NO_CACHE_DIR=1\n", 2),  # set too late
     (BASE + "ENV PIP_NO_CACHE_DIR=1\nRUN pip install --isolated requests\n", 3),  # --isolated ignores PIP_*
     (BASE + "ENV PIP_NO_CACHE_DIR=\nRUN pip install requests\n", 3),
+    (BASE + "RUN pip install --no-index dist/counter_backend-0.1.0.tar.gz\n", 2),  # builds a wheel: cached
+    (BASE + "RUN pip install --no-index dist/*.whl && pip install poetry\n", 2),  # the second one downloads
     ("FROM python:3.11.6-slim-bookworm AS base\nARG PIP_NO_CACHE_DIR=1\nFROM base\nRUN pip install x\n", 4),
 ])
 def test_pip_that_keeps_its_cache_fails_on_the_first_such_line(text, line):

@@ -406,3 +406,15 @@ def test_every_piece_of_advice_renders_in_both_languages(key):
         text = message("hadolint", outcome, lang)
         assert "?" not in text and "{" not in text
         assert ("3" if key == "more" else "42") in text
+
+
+def test_the_lectures_cd_out_of_the_build_directory_is_no_cd_advice():
+    # Lecture step 1: `&& cd / && rm -rf /build` steps out of the directory the same RUN removes;
+    # no WORKDIR can do that, so hadolint's "use WORKDIR" (DL3003) would be false advice.
+    text = ("FROM python:3.11.6-slim-bookworm\nWORKDIR /build\nCOPY . .\n"
+            "RUN python -m pip install --no-cache-dir dist/*.whl \\\n && cd / \\\n && rm -rf /build\n")
+    assert check(with_lint("single", text, [finding("DL3003", 4)])).status == "pass"
+    entering = text.replace("&& cd / \\", "&& cd /app \\")  # control: entering a directory is still advice
+    outcome = check(with_lint("single", entering, [finding("DL3003", 4)]))
+    assert reasons_and_lines(outcome) == [("DL3003", 5)]  # on the cd's own line, not the RUN's first
+    assert [(e.line, e.text) for e in outcome.evidence] == [(5, "&& cd /app \\")]

@@ -193,3 +193,20 @@ def test_message_appends_each_item_of_the_outcome_from_the_same_section():
     assert text == ("hadolint findings (2): Line 2: WORKDIR with a relative path. Use an absolute path, e.g. /app. "
                     "Line 5: DL3014: Use -y")
     assert message("hadolint", outcome, "ru").startswith("Замечания hadolint (2): Строка 2: WORKDIR")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.id)
+def test_every_check_has_a_typed_signature(spec):
+    """fn(facts, assignment) -> Outcome with the facts of its registry: mypy then checks what the
+    check reads from them (a check taking untyped parameters reads anything unchecked)."""
+    import inspect
+    import typing
+
+    from grader.assignment import Assignment
+    from grader.checkapi import Outcome
+    from grader.facts import SubmissionFacts, VariantFacts
+
+    hints = typing.get_type_hints(spec.fn)
+    first, second = list(inspect.signature(spec.fn).parameters)[:2]
+    facts = VariantFacts if spec.id in VARIANT_CHECKS else SubmissionFacts
+    assert (hints.get(first), hints.get(second), hints.get("return")) == (facts, Assignment, Outcome)

@@ -15,6 +15,7 @@ import pytest
 from checks import VARIANT_CHECKS
 from checks.hints import build_hint
 from grader.assignment import Policy, load
+from grader.dockerfile import parse_text
 from grader.engine import BuildCli, private_docker_config
 from grader.errors import ConfigError
 from grader.facts import BuildfileChange, PolicyFacts, PolicyFinding
@@ -386,3 +387,17 @@ def test_a_foreign_base_image_is_one_failure_base_images_and_the_policy_says_why
     unused = parse_text("FROM python:3.12-slim AS old\nFROM python:3.11.6-slim-bookworm\n", "Dockerfile.single")
     outcome = CHECK(passing_variant("single", A, parsed=unused, policy=PolicyFacts(findings=[finding])), A)
     assert (outcome.status, outcome.reason) == ("fail", "external_base")
+
+
+def test_a_url_made_of_args_is_shown_with_the_lines_that_made_it():
+    from tests.conftest import FIXTURES
+    text = (FIXTURES / "hostile" / "policy_arg_url" / "Dockerfile.single").read_text()
+    parsed = parse_text(text, "Dockerfile.single")
+    facts = passing_variant("single", A, parsed=parsed, policy=PolicyFacts(findings=review(text, A, {})),
+                            build=None, image=None, runtime=None)
+    outcome = CHECK(facts, A)
+    assert (outcome.reason, outcome.params["line"]) == ("remote_source", 15)
+    assert outcome.params["source"] == "http://127.0.0.1:47125/loot.txt"
+    assert [(e.line, e.text) for e in outcome.evidence] == [
+        (15, "ADD ${LOOT_URL} /loot.txt"), (13, "ARG LOOT_HOST=127.0.0.1:47125"),
+        (14, "ARG LOOT_URL=http://${LOOT_HOST}/loot.txt")]
