@@ -30,16 +30,16 @@ class Finding:
 
 
 def service_findings(settings: Settings) -> list[Finding]:
-    return [*_gitlab(settings), _database(settings), _broker(settings), _workers(), _report_url(settings)]
+    return [*_gitlab(settings), _database(settings), _broker(settings), _workers(settings), _report_url(settings)]
 
 
 def _gitlab(settings: Settings) -> list[Finding]:
-    from grader.gitlab import GitLab
+    from grader.app import App
 
     if not settings.gitlab_url or not settings.gitlab_token:
         return [Finding("GitLab", False, "set GRADER_GITLAB_URL and GRADER_GITLAB_TOKEN")]
     try:
-        gitlab = GitLab(settings.gitlab_url, settings.gitlab_token)
+        gitlab = App(settings).open_gitlab()
         info = gitlab.token_info()
     except GraderError as exc:
         return [Finding("GitLab token", False, f"{exc} (a token with the api scope, of a user who may post statuses)")]
@@ -62,30 +62,35 @@ def _gitlab(settings: Settings) -> list[Finding]:
 
 
 def _database(settings: Settings) -> Finding:
-    from grader.store import Store
+    from grader.app import App
 
     try:
-        Store(settings.database_url).close()
+        App(settings).open_store().close()  # the store the service would open, built as the root builds it
     except GraderError as exc:
         return Finding("database", False, str(exc))
     return Finding("database", True, "reachable, schema up to date")
 
 
 def _broker(settings: Settings) -> Finding:
+    import redis
+
     from grader.tasks import broker_ready
 
     try:
         broker_ready()
     except GraderError as exc:
         return Finding("broker", False, str(exc))
+    except (redis.RedisError, OSError) as exc:  # the client's own errors: a broker down is a finding, not a crash
+        return Finding("broker", False, f"{urlsplit(settings.broker_url).hostname} does not answer "
+                                        f"({type(exc).__name__}); start Redis or fix GRADER_BROKER_URL")
     return Finding("broker", True, f"{urlsplit(settings.broker_url).hostname} answers")
 
 
-def _workers() -> Finding:
-    from grader.cli import _workers_line
+def _workers(settings: Settings) -> Finding:
+    from grader.instructor import workers_line
 
     try:
-        line = _workers_line()
+        line = workers_line(settings)
     except Exception as exc:  # noqa: BLE001 - a broker that fails mid-ping: said, not raised
         return Finding("workers", False, f"cannot ask them: {exc}")
     return Finding("workers", not line.startswith("workers: none") and "engine not answering" not in line,

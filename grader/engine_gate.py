@@ -8,7 +8,7 @@ retry goes to another host), and a watcher in the worker's main process consumes
 engine answers. If every engine is down, jobs wait in the queue rather than fail.
 
 Only the Docker SDK is used here, never grader.engine: this runs in Celery's main process, which
-must not load BuildKit's parser (see `grader worker` in grader/cli.py).
+must not load BuildKit's parser (see `grader worker` in grader/cli/serving.py).
 """
 
 from __future__ import annotations

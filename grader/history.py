@@ -1,12 +1,13 @@
 """What the pages read besides one report: a project's or a student's attempts in push order, and
 the scoreboard with its charts (score distribution, share of students failing each check).
 
-`attempts` reads the submissions table directly: grader/store.py has no such query yet, and is
-being reworked by another change; it belongs there, next to `graded_summaries`, when that lands.
+`attempts` reads the submissions table directly (a page's own projection of it); `changes` reads
+the submissions' history (grader/store/events.py): regrades and extensions, who and why.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +55,21 @@ def attempts(store: Store, *, project_id: int | None = None, student: str | None
         q = q.where(Submission.student == student)
     with store._session(write=False) as s:  # see the module's docstring
         return [Attempt(**row._asdict()) for row in s.execute(q).all()]  # the labels are Attempt's fields
+
+
+CHANGES = ("regrade_requested", "regraded", "extension")  # what changed a grade after it was given
+
+
+def changes(store: Store, rows: Sequence[Attempt]) -> list[dict[str, Any]]:
+    """Every change made to the student's grades after they were given — regrades (who asked, why,
+    old -> new score, whether the assignment file had changed) and extensions — newest first."""
+    by_id = {a.id: a for a in rows}
+    found = [(e, by_id[e.submission_id]) for a in rows for e in store.events(a.id) if e.kind in CHANGES]
+    found.sort(key=lambda pair: pair[0].id, reverse=True)
+    return [{"at": when(e.at), "kind": e.kind, "sha": a.sha, "token": a.token, "actor": e.actor or "",
+             "reason": e.reason or "", "old": (e.detail or {}).get("old_score"),
+             "new": (e.detail or {}).get("new_score"), "until": (e.detail or {}).get("until"),
+             "assignment_changed": "assignment_before" in (e.detail or {})} for e, a in found]
 
 
 def when(at: datetime | None) -> str:

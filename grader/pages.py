@@ -304,7 +304,7 @@ class Pages:
         if not rows:
             return self._error(404, "no_student", "no_student_text")
         return self._page("student.html", instructor=True, student=student,
-                          rows=[history.row_view(r) for r in reversed(rows)])
+                          rows=[history.row_view(r) for r in reversed(rows)], changes=history.changes(self.store, rows))
 
     def queue_page(self, request: Request) -> Response:
         if not self.instructor(request):

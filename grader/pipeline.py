@@ -21,7 +21,7 @@ from pathlib import Path
 from grader.assignment import Assignment
 from grader.config import Settings
 from grader.discovery import Assigned, Discovery, discover
-from grader.engine import ContainerFailed, Engine, Running, context_facts
+from grader.engine import ContainerFailed, ContainerLimits, Engine, Running, context_facts
 from grader.errors import EngineDiskFull, GraderError
 from grader.facts import BuildFacts, Note, PolicyFacts, RuntimeFacts, SubmissionFacts, VariantFacts
 from grader.lint import hadolint
@@ -245,9 +245,10 @@ def _run_port(job: Job, v: VariantFacts) -> None:
 def _run(job: Job, tag: str, suffix: str, port: int, env: dict[str, str], observe) -> RuntimeFacts:
     if job.cancelled.is_set():
         return RuntimeFacts(started=False, error="grading was cancelled")
+    limits = ContainerLimits.from_settings(job.settings)
     try:
-        with job.engine.container(tag, f"{tag}-{suffix}", job.id, port, env, job.network, job.settings) as running:
-            facts = RuntimeFacts(started=True, memory_limit_bytes=job.settings.memory_bytes)
+        with job.engine.container(tag, f"{tag}-{suffix}", job.id, port, env, job.network, limits) as running:
+            facts = RuntimeFacts(started=True, memory_limit_bytes=limits.memory_bytes)
             observe(running, facts)
             return facts
     except ContainerFailed as exc:

@@ -91,11 +91,11 @@ def collect_garbage(settings: Settings) -> None:
     cache trimmed to GRADER_BUILD_CACHE_BYTES — at most every GC_EVERY_S per worker process, not
     inside every grading nor at every reconcile."""
     global _last_gc
-    from grader.engine import Engine  # here: Celery's main process must not load the parser (grader/cli.py)
+    from grader.engine import Engine  # here: Celery's main process must not load the parser (grader/cli/serving.py)
 
     for job in sorted(_interrupted):
         try:
-            Engine(settings).remove_job(job)
+            Engine.from_settings(settings).remove_job(job)
         except GraderError:
             break  # still down: next time
         _interrupted.discard(job)
@@ -104,7 +104,7 @@ def collect_garbage(settings: Settings) -> None:
         return
     _last_gc = time.monotonic()
     try:
-        Engine(settings).gc(settings.gc_after_s, settings.build_cache_bytes)
+        Engine.from_settings(settings).gc(settings.gc_after_s, settings.build_cache_bytes)
     except GraderError as exc:  # the engine is down: the next grading will say so loudly
         log.warning("garbage collection skipped: %s", exc)
 
@@ -114,7 +114,7 @@ def clear_engine(settings: Settings) -> None:
     from grader.engine import Engine
 
     try:
-        freed = Engine(settings).trim_cache(0)
+        freed = Engine.from_settings(settings).trim_cache(0)
         log.warning("the engine's disk was full: %d MiB of build cache cleared", freed // 2**20)
     except GraderError as exc:
         log.warning("clearing the full engine failed: %s", exc)

@@ -9,6 +9,8 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grader
 from grader import assignment as assignment_mod
@@ -25,8 +27,24 @@ from grader.sources import extract_archive
 from grader.store import Dockerfile, PendingPost, State, Store, Submission
 from grader.workspace import Workspace
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from grader.engine import Engine
+
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(minutes=30)
+
+
+def _new_engine(settings: Settings) -> Engine:
+    from grader.engine import Engine  # here: Celery's main process must not load BuildKit's parser
+
+    return Engine.from_settings(settings)
+
+
+def assignment_digest(path: Path) -> str:
+    """The assignment file's identity in a submission's history (its bytes, as the verdict cache keys them)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 def verdict(report: dict) -> tuple:
@@ -46,10 +64,15 @@ class Outcome:
 
 
 class Service:
-    def __init__(self, settings: Settings, store: Store, gitlab: GitLab) -> None:
+    """Built by the composition root (grader/app.py), which gives it its store, GitLab session and
+    engine factory; `engine(settings)` makes the Docker client of each grading."""
+
+    def __init__(self, settings: Settings, store: Store, gitlab: GitLab,
+                 engine: Callable[[Settings], Engine] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.gitlab = gitlab
+        self.engine = engine or _new_engine
         self.assignment = assignment_mod.load(settings.assignment_file)
 
     def _submission(self, submission_id: int) -> Submission:
@@ -115,12 +138,24 @@ class Service:
             received_at=sub.received_at.isoformat(), graded_at=datetime.now(UTC).isoformat(), late=sub.late,
             deadline=self.settings.deadline.isoformat() if self.settings.deadline else None)
         result = self._with_push_time(result, sub)
-        self.store.finish(sub.id, result, grader.__version__, dockerfiles=dockerfiles)
+        self.store.finish(sub.id, result, grader.__version__, dockerfiles=dockerfiles,
+                          event="graded" if previous is None else "regraded", detail=self._provenance(sub.id))
         if post:
             # A regrade with the same verdict updates the status only: 200 students must not get
             # 200 new comments that say what the last one said.
             self._publish(sub, result, comment=previous is None or verdict(previous) != verdict(result))
         return Outcome("graded", result["score"])
+
+    def _provenance(self, submission_id: int) -> dict:
+        """What the grade was made under, for its history: the assignment file's digest and the
+        grader's version, and — when a regrade runs under another assignment file than the last
+        grade did — the digest it replaces, so a changed rubric is never a silent change."""
+        here = {"assignment": assignment_digest(self.assignment.source), "grader": grader.__version__}
+        before = next((e.detail for e in reversed(self.store.events(submission_id))
+                       if e.kind in ("graded", "regraded") and e.detail and "assignment" in e.detail), None)
+        if before is not None and before["assignment"] != here["assignment"]:
+            here["assignment_before"] = before["assignment"]
+        return here
 
     def grade_commit(self, project_id: int, sha: str, workspace: str, *, reuse: bool = False,
                      source: str | None = None, keep: list[Dockerfile] | None = None) -> dict:
@@ -128,7 +163,6 @@ class Service:
         `grader grade` without --post and `regrade --dry-run` use it as it is. `reuse`: take the
         verdict of an identical earlier input (an unchanged re-push) instead of building again.
         `keep`: filled with the Dockerfiles the grading took, read before the workspace goes."""
-        from grader.engine import Engine
         from grader.pipeline import grade_report
         from grader.verdict_cache import VerdictCache
 
@@ -140,7 +174,7 @@ class Service:
                                        max_file_bytes=self.settings.max_file_bytes)
                 cache = VerdictCache(self.settings.work_dir / "verdicts") if reuse and self.settings.verdict_cache \
                     else None
-                report, _ = grade_report(repo, self.assignment, self.settings, Engine(self.settings),
+                report, _ = grade_report(repo, self.assignment, self.settings, self.engine(self.settings),
                                          self.assignment.language, reference=self.assignment.reference, cache=cache,
                                          source=source or f"project {project_id}, commit {sha[:8]}",
                                          job_id=self.job_id(workspace))

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import redis
 from celery import Celery, Task
@@ -28,7 +29,9 @@ from grader import engine_gate, heartbeat, reconciler
 from grader.config import get_settings
 from grader.errors import EngineDiskFull, EngineUnavailable, GraderError
 from grader.gitlab import GitLabUnavailable
-from grader.store import Store
+
+if TYPE_CHECKING:
+    from grader.service import Service
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -64,15 +67,12 @@ def _gate_on_the_engine(sender: object = None, **_: object) -> None:
             client, settings.instance, hostname, engine_up=up, every_s=engine_gate.WATCH_S))
 
 
-@lru_cache(maxsize=1)
-def service():
-    """One per worker process: the store's connection pool and the GitLab session are reused."""
-    from grader.gitlab import GitLab
-    from grader.service import Service
+def service() -> Service:
+    """One per worker process, the composition root's (grader/app.py): the store's connection pool
+    and the GitLab session are reused."""
+    from grader.app import root
 
-    s = get_settings()
-    s.require("gitlab_url", "gitlab_token")
-    return Service(s, Store(s.database_url), GitLab(s.gitlab_url, s.gitlab_token))
+    return root().service
 
 
 GITLAB_RETRIES = 10  # 10, 20, 40, 80, 160, then every 300 s: about half an hour of outage
@@ -125,15 +125,12 @@ def grade_submission(self: Task, submission_id: int) -> None:
 DELIVER_WHILE_GRADING_S = 1.0
 
 
-@lru_cache(maxsize=1)
-def _courier():
+def _courier() -> Service:
     """The delivery thread's own Service: its own GitLab session and database pool, so posting
-    shares no connection with the grading's archive download and writes."""
-    from grader.gitlab import GitLab
-    from grader.service import Service
+    shares no connection with the grading's archive download and writes (grader/app.py)."""
+    from grader.app import root
 
-    s = get_settings()
-    return Service(s, Store(s.database_url), GitLab(s.gitlab_url, s.gitlab_token))
+    return root().courier
 
 
 @contextmanager

@@ -70,7 +70,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
                                sha="ef" * 20, ref="refs/heads/main", event_uuid=None,
                                received_at=T0 + timedelta(minutes=15), late=False)
     site.tokens["zaitsev-1"], site.shas["zaitsev-1"] = sub.token or "", sub.sha
+    _add_changes(site, store)
     return site
+
+
+def _add_changes(site: Site, store: Store) -> None:
+    """A regrade under a changed assignment file, asked for by an instructor; and a hostile reason."""
+    regraded = store.by_token(site.tokens["ivanov-2"])
+    hostile = store.by_token(site.tokens["kuznetsov-1"])
+    assert regraded is not None and hostile is not None
+    store.add_event(regraded.id, "regrade_requested", actor="prof-smirnova", reason="rubric 1.1: exec form")
+    store.add_event(regraded.id, "regraded", actor="prof-smirnova", reason="rubric 1.1: exec form",
+                    detail={"old_score": 3.0, "new_score": 4.5, "assignment": "b" * 12, "assignment_before": "a" * 12})
+    store.add_event(hostile.id, "extension", actor=R.HOSTILE[:200], reason=R.HOSTILE,
+                    detail={"until": "2026-12-08T23:59:00+03:00"})
 
 
 def _add_hostile_branch(site: Site, store: Store, tmp: Path) -> None:

@@ -300,7 +300,17 @@ def test_a_students_history_and_the_queue_page(instructor: Tab, service: Service
     assert rows.count() == 3
     links = t.page.locator("table.history a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
     assert set(links) == {f"/reports/{service.site.tokens[k]}" for k in ("ivanov-1", "ivanov-2", "ivanov-3")}
+    # what changed a grade after it was given, newest first: who asked, why, old -> new
+    changes = t.page.locator("table.changes tbody tr")
+    assert changes.count() == 2
+    newest = changes.nth(0).inner_text()
+    assert ru("change_regraded", "pages", old="3", new="4,5") in newest, newest
+    assert ru("change_assignment", "pages") in newest and "prof-smirnova" in newest and "rubric 1.1" in newest
+    assert ru("change_requested", "pages") in changes.nth(1).inner_text()
     t.shoot("student")
+    t.open("/students/petrov-docker")  # control: a student whose grades never changed says so
+    assert t.page.locator("table.changes").count() == 0
+    assert ru("changes_none", "pages") in t.page.locator("main").inner_text()
     t.open("/queue")
     assert t.page.locator("#count-queued").inner_text() == "2"
     assert t.page.locator("#count-ungradable").inner_text() == "1"
@@ -343,6 +353,7 @@ def test_student_controlled_strings_are_shown_as_text_and_never_run(instructor: 
     t.open("/students/kuznetsov-docker")
     _assert_inert(t)
     assert t.page.locator("td.branch").inner_text() == HOSTILE_BRANCH
+    assert R.HOSTILE in t.page.locator("table.changes").inner_text()  # an instructor's reason, shown as text
     t.open("/scoreboard")
     _assert_inert(t)
     assert not t.errors, t.errors

@@ -24,6 +24,7 @@ import pytest
 import redis
 import requests
 
+from grader.store import Store
 from tests.conftest import REFERENCE_REPO
 from tests.support.fake_gitlab import FakeGitLab, push_hook_headers
 
@@ -197,7 +198,8 @@ def test_instructor_grades_one_project_now_without_touching_gitlab_or_the_databa
         statuses, comments = [s.state for s in gitlab.statuses], len(gitlab.comments)
         preview = _cli(env, "regrade", "--project", "devops-2026/sidorov-docker", "--dry-run", "--format", "json")
         after_preview = (len(gitlab.statuses), len(gitlab.comments))
-        regrade = _cli(env, "regrade", "--project", "devops-2026/sidorov-docker")
+        regrade = _cli({**env, "GRADER_ACTOR": "prof-smirnova"}, "regrade", "--project", "devops-2026/sidorov-docker",
+                       "--reason", "rubric 1.1: exec form")
         board = json.loads(_cli(env, "scoreboard", "--format", "json").stdout)
         csv_text = _cli(env, "scoreboard", "--format", "csv").stdout
         status = _cli(env, "status")
@@ -214,6 +216,13 @@ def test_instructor_grades_one_project_now_without_touching_gitlab_or_the_databa
     assert "requeued 1 submission(s)" in regrade.stdout, regrade.stderr
     assert re.search(r"^submissions: .*queued 1", status.stdout, re.M), status.stdout
     assert board["entries"][0]["best_score"] == 5.0  # the previous grade stays while it is regraded
+    store = Store(env["GRADER_DATABASE_URL"])
+    try:  # the history: the grade given, then who asked for the regrade and why
+        [sub_id] = [s.id for s in store.graded_summaries()]
+        history = [(e.kind, e.actor, e.reason) for e in store.events(sub_id)]
+    finally:
+        store.close()
+    assert history == [("graded", None, None), ("regrade_requested", "prof-smirnova", "rubric 1.1: exec form")]
     header, row = csv_text.splitlines()
     assert header.endswith(",multistage,nonroot,single")
     assert row.startswith("devops-2026/sidorov-docker,sidorov-docker,5,5,5,")

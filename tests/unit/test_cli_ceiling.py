@@ -3,7 +3,7 @@ does (tests/fixtures/cgroup: v1 with one tree per controller, v2 unified with a 
 
 from __future__ import annotations
 
-from grader.cli import _ceiling
+from grader.workbench import ceiling as _ceiling
 from tests.conftest import FIXTURES
 
 TREES = FIXTURES / "cgroup"

@@ -49,3 +49,14 @@ def test_a_token_without_the_api_scope_or_refused_is_a_problem(tmp_path):
     assert narrow["GitLab token"].startswith("PROBLEM") and "needs the api scope" in narrow["GitLab token"]
     assert narrow["role in devops-2026"].startswith("ok") and "Developer" in narrow["role in devops-2026"]
     assert refused["GitLab token"].startswith("PROBLEM")
+
+
+def test_a_broker_that_does_not_answer_is_a_problem_not_a_traceback(tmp_path):
+    with FakeGitLab() as gitlab:
+        gitlab.add_member("devops-2026", gitlab.user, access_level=30)
+        result = doctor(tmp_path, gitlab, GRADER_BROKER_URL="redis://127.0.0.1:1/0")
+    found = lines(result)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert found["broker"].startswith("PROBLEM") and "GRADER_BROKER_URL" in found["broker"]
+    assert found["database"].startswith("ok")  # the other findings are still made

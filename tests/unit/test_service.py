@@ -157,3 +157,53 @@ def test_a_regrade_with_the_same_verdict_updates_the_status_but_posts_no_new_com
     while service.deliver_due():
         pass
     assert len(fake.comments) == 2 and fake.statuses[-1].state == "success"
+
+
+def test_a_regrade_names_who_asked_why_and_old_to_new_in_the_history(service, fake, queued, monkeypatch):
+    report = {"schema": "grader.report/1", "score": 3.0, "max_score": 5.0, "variants": [], "checks": [],
+              "notes": [], "error": None}
+    _grades_as(service, monkeypatch, report)
+    service.grade(queued)
+    [graded] = service.store.events(queued)
+    assert (graded.kind, graded.actor, graded.detail["new_score"]) == ("graded", None, 3.0)
+    assert graded.detail["assignment"] == service_mod.assignment_digest(service.assignment.source)
+    assert service.store.requeue([queued], event="regrade_requested", actor="prof-smirnova",
+                                 reason="rubric 1.1: exec form") == [queued]
+    _grades_as(service, monkeypatch, dict(report, score=4.5))
+    service.grade(queued)  # by a worker that knows nothing of who asked
+    kinds = [(e.kind, e.actor, e.reason) for e in service.store.events(queued)]
+    assert kinds == [("graded", None, None), ("regrade_requested", "prof-smirnova", "rubric 1.1: exec form"),
+                     ("regraded", "prof-smirnova", "rubric 1.1: exec form")]
+    regraded = service.store.events(queued)[-1]
+    assert (regraded.detail["old_score"], regraded.detail["new_score"]) == (3.0, 4.5)
+    assert "assignment_before" not in regraded.detail  # control for the next test: same file, no change said
+
+
+def test_a_regrade_under_a_changed_assignment_file_says_so(service, fake, queued, monkeypatch, tmp_path):
+    report = {"schema": "grader.report/1", "score": 3.0, "max_score": 5.0, "variants": [], "checks": [],
+              "notes": [], "error": None}
+    _grades_as(service, monkeypatch, report)
+    service.grade(queued)
+    before = service.store.events(queued)[0].detail["assignment"]
+    changed = tmp_path / "assignment.toml"  # the instructor edits the rubric (here: a comment line)
+    changed.write_bytes(service.assignment.source.read_bytes() + b"\n# points for exec form changed\n")
+    settings = service.settings.model_copy(update={"assignment_file": changed})
+    later = Service(settings, service.store, service.gitlab)
+    _grades_as(later, monkeypatch, dict(report, score=4.0))
+    service.store.requeue([queued], event="regrade_requested", actor="ta-ivanova", reason="new rubric")
+    later.grade(queued)
+    regraded = service.store.events(queued)[-1]
+    assert regraded.kind == "regraded" and regraded.detail["assignment_before"] == before
+    assert regraded.detail["assignment"] != before and regraded.actor == "ta-ivanova"
+
+
+def test_an_extension_is_in_the_history_of_each_of_the_students_submissions(service, queued, store_url):
+    from grader.app import App
+
+    instructor = App(service.settings.model_copy(update={"database_url": store_url})).instructor
+    student = service.store.get(queued).student
+    instructor.extend(student, "2099-12-08T23:59:00+03:00", "medical note", actor="prof-smirnova")
+    instructor.remove_extension(student, actor="ta-ivanova")
+    events = [(e.kind, e.actor, e.reason, e.detail) for e in service.store.events(queued)]
+    assert events == [("extension", "prof-smirnova", "medical note", {"until": "2099-12-08T20:59:00+00:00"}),
+                      ("extension", "ta-ivanova", None, {"until": None})]

@@ -1,4 +1,4 @@
-"""Why `grader worker` starts Celery in a fresh interpreter (grader/cli.py, `worker`): BuildKit's
+"""Why `grader worker` starts Celery in a fresh interpreter (grader/cli/serving.py, `worker`): BuildKit's
 parser is Go inside a Python extension, and a process that loaded it and then forked — which is
 what Celery's prefork pool does — hangs in the child's parses. The control shows that the same
 parses in a child that loads the parser itself finish. If the first test ever fails, the library
