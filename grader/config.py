@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     instance: str = "default"
     docker_cli: str | None = None  # None: detect (docker with buildx, else a CLI with built-in BuildKit)
     work_dir: Path = Path("/tmp/grader")  # per-job workspaces and build logs live under it
+    build_logs_keep_days: float = 14.0  # each submission's build logs, kept for grade disputes (grader/build_logs.py)
     build_timeout_s: float = 600.0  # per build: each variant's own wall clock, also when they build at once
     parallel_builds: int = 3  # variants built at once; 1 builds one after another
     verdict_cache: bool = True  # reuse the verdict of an identical input (grader/verdict_cache.py)

@@ -103,6 +103,11 @@ def collect_garbage(settings: Settings) -> None:
     if _last_gc and time.monotonic() - _last_gc < GC_EVERY_S:
         return
     _last_gc = time.monotonic()
+    from grader import build_logs
+
+    if pruned := build_logs.prune(settings.work_dir, settings.build_logs_keep_days):
+        log.info("removed the build logs of %d submission(s) older than %g days", pruned,
+                 settings.build_logs_keep_days)
     try:
         Engine.from_settings(settings).gc(settings.gc_after_s, settings.build_cache_bytes)
     except GraderError as exc:  # the engine is down: the next grading will say so loudly

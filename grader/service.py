@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import grader
 from grader import assignment as assignment_mod
-from grader import provenance
+from grader import build_logs, provenance
 from grader import report as report_mod
 from grader.config import Settings
 from grader.deadlines import is_late
@@ -138,7 +138,9 @@ class Service:
             received_at=sub.received_at.isoformat(), graded_at=datetime.now(UTC).isoformat(), late=sub.late,
             deadline=self.settings.deadline.isoformat() if self.settings.deadline else None)
         result = self._with_push_time(result, sub)
-        self.store.finish(sub.id, result, grader.__version__, dockerfiles=dockerfiles,
+        # the engine's ids of the images graded (removed since): which build a dispute is about
+        images = [v["image_id"] for v in result.get("variants") or [] if v.get("image_id")]
+        self.store.finish(sub.id, result, grader.__version__, image_digests=images or None, dockerfiles=dockerfiles,
                           event="graded" if previous is None else "regraded", detail=self._provenance(sub.id))
         if post:
             # A regrade with the same verdict updates the status only: 200 students must not get
@@ -174,10 +176,15 @@ class Service:
                                        max_file_bytes=self.settings.max_file_bytes)
                 cache = VerdictCache(self.settings.work_dir / "verdicts") if reuse and self.settings.verdict_cache \
                     else None
+                logs = build_logs.directory(self.settings.work_dir, workspace, self.settings.build_logs_keep_days)
+                log.info("%s: grading %s", workspace, source or f"project {project_id}, commit {sha[:8]}")
                 report, _ = grade_report(repo, self.assignment, self.settings, self.engine(self.settings),
                                          self.assignment.language, reference=self.assignment.reference, cache=cache,
                                          source=source or f"project {project_id}, commit {sha[:8]}",
-                                         job_id=self.job_id(workspace))
+                                         job_id=self.job_id(workspace), log_dir=logs,
+                                         progress=lambda step: log.info("%s: %s", workspace, step))
+                log.info("%s: %s/%s%s", workspace, report.get("score"), report.get("max_score"),
+                         f", build logs in {logs}" if logs else "")
                 if keep is not None:
                     from grader.similarity.stored import dockerfiles_of
 

@@ -170,31 +170,21 @@ def reconcile() -> None:
     if reconciler.resend_lost(client, service().store, settings, grade_submission.delay) is None:
         return  # the broker cannot say what it holds: sending blind could flood a long queue
     reconciler.take_over_silent(client, service().store, settings, grade_submission.delay)
+    # Retries of what GitLab did not take (down, 5xx) ride on this beat too: one delivery per
+    # reconcile, whatever happens, so an outage during a busy evening costs one cheap query every
+    # GRADER_RECONCILE_S, never a pile of tasks; the outbox's leases keep two workers from
+    # sending one post twice (Store.due_posts).
     deliver_posts.delay()
     reconciler.collect_garbage(settings)
 
 
-FOLLOW_UP_S = 5
-CHAIN_TTL_S = 3 * FOLLOW_UP_S  # a chain not heard of for this long is taken as gone
-
-
 @app.task(name="grader.deliver", ignore_result=True)
 def deliver_posts(chain: bool = False) -> None:
-    """Posts due statuses and comments. While some wait (GitLab down), one *chain* of deliveries
-    reschedules itself every FOLLOW_UP_S; the deliveries that end gradings join it instead of
-    starting one each, so an outage during a busy evening keeps one chain, not hundreds."""
-    waiting = service().deliver_due()
-    if not waiting:
-        if chain:
-            _forget_chain(_redis())
-        return
-    if chain or _start_chain(_redis()):
-        _keep_chain(_redis())
-        deliver_posts.apply_async(kwargs={"chain": True}, countdown=FOLLOW_UP_S)
-
-
-def _chain_key() -> str:
-    return f"grader:{settings.instance}:deliver-chain"
+    """Posts due statuses and comments: sent when a push arrives or a grading ends, and by every
+    reconcile (Celery beat), which retries what GitLab did not take. `chain` is accepted and
+    ignored: messages queued by the release that rescheduled deliveries itself may still arrive."""
+    del chain
+    service().deliver_due()
 
 
 @lru_cache(maxsize=1)
@@ -205,28 +195,6 @@ def _redis() -> redis.Redis:
 def broker_ready() -> None:
     """Raises unless the broker answers (the webhook's /readyz, and its check before recording)."""
     _redis().ping()
-
-
-def _start_chain(client: redis.Redis) -> bool:
-    """True when no chain runs (or it went silent): the caller starts one."""
-    try:
-        return bool(client.set(_chain_key(), "1", nx=True, ex=CHAIN_TTL_S))
-    except redis.RedisError:  # better a second chain than none
-        return True
-
-
-def _keep_chain(client: redis.Redis) -> None:
-    try:
-        client.set(_chain_key(), "1", ex=CHAIN_TTL_S)
-    except redis.RedisError:  # the chain goes on; a grading may start a second one
-        pass
-
-
-def _forget_chain(client: redis.Redis) -> None:
-    try:
-        client.delete(_chain_key())
-    except redis.RedisError:  # the key expires by itself
-        pass
 
 
 def enqueue(submission_id: int) -> None:
@@ -289,7 +257,7 @@ def _origin(pid: int) -> str:
 
 
 class _Deliveries:
-    """At most one outbox delivery per DELIVER_EVERY_S from this process, however many pushes: the
+    """At most one outbox delivery per EVERY_S from this process, however many pushes: the
     first push of a quiet spell sends one with its job; the pushes after it within the interval
     are covered by one sent when it ends (their statuses were committed before they got here)."""
 

@@ -20,12 +20,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import docker.utils.build
-
 import grader
 from grader import plugins
 from grader.assignment import Assignment
 from grader.discovery import Discovery
+from grader.engine.context import sent_files
 from grader.facts import SubmissionFacts, VariantFacts
 
 # Build failures whose cause is the student's file, not the machine (checks/hints.py keys).
@@ -54,15 +53,9 @@ def key(found: Discovery, assignment: Assignment, base_image_id: str, lang: str)
 
 def _context_digest(context: Path) -> str:
     """The build context as the engine would receive it: paths, modes and contents after .dockerignore."""
-    ignore = context / ".dockerignore"
-    try:
-        patterns = [ln.strip() for ln in ignore.read_text(encoding="utf-8", errors="replace").splitlines()
-                    if ln.strip() and not ln.lstrip().startswith("#")]
-    except OSError:
-        patterns = []
     h = hashlib.sha256()
     hashed = 0
-    for rel in sorted(docker.utils.build.PatternMatcher(patterns).walk(str(context))):
+    for rel in sent_files(context):
         path = context / rel
         if path.is_symlink():
             h.update(f"L {rel} {os.readlink(path)}\n".encode())

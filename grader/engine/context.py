@@ -57,6 +57,11 @@ def _excluded(context: Path, matcher: docker.utils.build.PatternMatcher, limit: 
     return found
 
 
+def sent_files(context: Path) -> list[str]:
+    """Every path of the context the engine receives (after .dockerignore), sorted, relative."""
+    return sorted(docker.utils.build.PatternMatcher(_read_patterns(context / ".dockerignore")).walk(str(context)))
+
+
 def _read_patterns(ignore: Path) -> list[str]:
     try:
         lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
