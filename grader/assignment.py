@@ -132,10 +132,21 @@ def load(path: Path | None = None) -> Assignment:
     found = problems(data)
     if found:
         raise ConfigError(f"assignment file {path}: " + "; ".join(found))
+    data = with_variant_defaults(data)
     try:
         return _build(data, path)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"assignment file {path}: missing or invalid field {exc}") from exc
+
+
+def with_variant_defaults(data: dict) -> dict:
+    """The file with `[variant_defaults]` applied: a variant that lists no `advisory` checks of its
+    own gets the defaults' (most courses advise the same hygiene in every variant)."""
+    defaults = data.get("variant_defaults") or {}
+    if "advisory" not in defaults:
+        return data
+    variants = [v if "advisory" in v else {**v, "advisory": list(defaults["advisory"])} for v in data["variants"]]
+    return {**data, "variants": variants}
 
 
 def _build(data: dict, path: Path) -> Assignment:

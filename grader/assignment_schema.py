@@ -97,9 +97,16 @@ class _LatePolicy(_Strict):
         return self
 
 
+class _VariantDefaults(_Strict):
+    """`[variant_defaults]`: what a variant that does not say otherwise has."""
+
+    advisory: list[str] = []
+
+
 class AssignmentFile(_Strict):
     assignment: _Head
     probes: list[_Probe] = Field(min_length=1)
+    variant_defaults: _VariantDefaults = _VariantDefaults()
     variants: list[_Variant] = Field(min_length=1)
     global_checks: list[_Global] = []
     late_policy: _LatePolicy = _LatePolicy()
@@ -120,8 +127,15 @@ class AssignmentFile(_Strict):
 
 
 def problems(data: dict[str, Any]) -> list[str]:
-    """Every problem of the file's shape, one line each with the field's path; [] when it is sound."""
+    """Every problem of the file's shape, one line each with the field's path; [] when it is sound.
+    Variants are checked with `[variant_defaults]` applied (a default advisory check a variant
+    also requires is listed twice)."""
+    from grader.assignment import with_variant_defaults
+
     try:
+        if isinstance(data.get("variants"), list) and all(isinstance(v, dict) for v in data["variants"]) \
+                and isinstance(data.get("variant_defaults", {}), dict):
+            data = with_variant_defaults(data)
         AssignmentFile.model_validate(data)
     except ValidationError as exc:
         return [_line(e, data) for e in exc.errors()]

@@ -96,13 +96,23 @@ def test_changed_points_change_the_max_score(tmp_path):
 
 
 def test_check_points_add_to_a_variant_and_the_max_score(tmp_path):
-    text = edited('advisory = [', 'check_points = { exec_form = 0.25 }\nadvisory = [')
+    text = edited('points = 1.5\n', 'points = 1.5\ncheck_points = { exec_form = 0.25 }\n')
 
     a = load(write(tmp_path, text))
 
     assert a.variant("single").check_points == {"exec_form": 0.25}
     assert a.variant("single").max_points == 1.75
     assert a.max_score == 5.25
+
+
+def test_a_variant_gets_the_default_advisory_checks_unless_it_lists_its_own(tmp_path):
+    own = edited('points = 1.5\n', 'points = 1.5\nadvisory = ["hadolint"]\n')  # the single variant only
+
+    a = load(write(tmp_path, own))
+
+    assert a.variant("single").advisory == ("hadolint",)
+    assert a.variant("multistage").advisory == load().variant("multistage").advisory
+    assert "pip_no_cache" in a.variant("multistage").advisory  # from [variant_defaults]
 
 
 def test_renamed_variants_and_a_dropped_global_check(tmp_path):
@@ -243,7 +253,12 @@ ADVISORY = 'advisory = ["exec_form", "port_honoured"'
 
 
 @pytest.mark.parametrize(("old", "new", "words"), [
-    (ADVISORY, ADVISORY.replace("advisory", "advisroy"), "variants[0].advisroy: unknown key (did you mean advisory?)"),
+    (ADVISORY, ADVISORY.replace("advisory", "advisroy"),
+     "variant_defaults.advisroy: unknown key (did you mean advisory?)"),
+    ('points = 1.5\n', 'points = 1.5\nadvisroy = ["hadolint"]\n',
+     "variants[0].advisroy: unknown key (did you mean advisory?)"),
+    ('"http_contract", "runs_as_root"]', '"http_contract", "runs_as_root", "hadolint"]',
+     "variants[0]: checks listed more than once (in required and/or advisory): hadolint"),
     ("[[global_checks]]", "late_penalty = 0.1\n\n[[global_checks]]", "variants[2].late_penalty: unknown key"),
     ('filename = "Dockerfile.multistage"', 'filename = "Dockerfile.single"',
      "variant file names must be unique: Dockerfile.single used more than once"),
