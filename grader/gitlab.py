@@ -17,7 +17,9 @@ transition status via :run from :running" when the same `pending` or `running` i
 
 A comment may be stored by GitLab although its answer never arrived (a proxy timing out): a
 comment posted with a `key` carries it as an invisible Markdown comment, and `has_comment` finds
-it, so a retried delivery does not post the report twice.
+it, so a retried delivery does not post the report twice. A final status (`success`, `failed`)
+posted twice is not refused: GitLab adds a second one. `shows_status` reads what the commit shows,
+so that a delivery that may have reached GitLab before is not repeated.
 """
 
 from __future__ import annotations
@@ -260,6 +262,20 @@ class GitLab:
                      project_id, e)
             return False
         return True
+
+    def shows_status(self, project_id: int, sha: str, state: str, *, name: str, description: str | None = None,
+                     ref: str | None = None, **_ignored: object) -> bool:
+        """Whether the newest status `name` on the commit (of `ref`, if given) is already `state`
+        with this description: posting it again would add a duplicate, not change anything."""
+        query: dict[str, Any] = {"name": name}
+        if ref is not None:
+            query["ref"] = ref
+        what = f"reading the statuses of {sha[:12]} of {self._describe(project_id)}"
+        with self._translating(what, project_id=project_id, sha=sha):
+            shown = list(self._commit(project_id, sha).statuses.list(iterator=True, per_page=100, **query))
+        newest = max(shown, key=lambda s: int(s.id), default=None)
+        wanted = _shorten(description, MAX_STATUS_FIELD) if description is not None else None
+        return newest is not None and newest.status == state and (wanted is None or newest.description == wanted)
 
     def post_comment(self, project_id: int, sha: str, note: str, *, key: str | None = None) -> None:
         """Adds `note` (Markdown) as a comment on the commit; an over-long note is truncated.

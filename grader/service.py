@@ -327,6 +327,16 @@ class Service:
             return
         self.gitlab.post_comment(sub.project_id, sub.sha, post.payload["note"], key=key)
 
+    def _deliver_status(self, sub: Submission, post: PendingPost) -> None:
+        # Tried before, it may be on GitLab already (its answer lost, or our record of it lost with
+        # the database): a final status posted again would show twice on the commit.
+        tried = post.leased_at is not None or post.attempts > 0
+        if tried and self.gitlab.shows_status(sub.project_id, sub.sha, **post.payload):
+            log.info("post %s for submission %s: the commit already shows %r, not posted again", post.id, sub.id,
+                     post.payload.get("state"))
+            return
+        self.gitlab.post_status(sub.project_id, sub.sha, **post.payload)
+
     def deliver_due(self, limit: int = 50) -> int:
         """Posts what is due, oldest first; returns how many are still waiting (to reschedule)."""
         now = datetime.now(UTC)
@@ -335,7 +345,7 @@ class Service:
             sub = self._submission(post.submission_id)
             try:
                 if post.kind == "status":
-                    self.gitlab.post_status(sub.project_id, sub.sha, **post.payload)
+                    self._deliver_status(sub, post)
                 else:
                     self._comment(sub, post)
             except (GitLabUnavailable, ConfigError) as exc:  # can get better: GitLab back, token fixed

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -72,7 +74,7 @@ def engine_for(url: URL) -> Engine:
         dbapi_connection.isolation_level = None  # the driver's own BEGIN handling off: ours below
         cursor = dbapi_connection.cursor()
         if not memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _write_ahead_log(cursor)
         cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -85,6 +87,21 @@ def engine_for(url: URL) -> Engine:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _write_ahead_log(cursor: Any) -> None:
+    """Turns WAL on. Switching a database that is not in WAL yet (one an older release made) needs
+    it unlocked, and SQLite answers "locked" at once, without its busy timeout, while another
+    process holds a transaction on it (upgrading its schema, say): wait as the busy timeout would."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 @contextlib.contextmanager

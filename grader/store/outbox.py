@@ -34,7 +34,8 @@ class Outbox(Database):
 
         `lease`: claim the returned posts — their next attempt moves to now + lease in the same
         transaction, so a concurrent caller does not get them; `post_delivered`/`post_failed`
-        settle them, and a caller that dies leaves them due again after the lease.
+        settle them, and a caller that dies leaves them due again after the lease. The returned
+        posts show their row as it was before this claim: `leased_at` None means never tried.
         """
         earlier = aliased(PendingPost)
         blocked = exists().where(earlier.submission_id == PendingPost.submission_id, earlier.kind == PendingPost.kind,
@@ -53,7 +54,8 @@ class Outbox(Database):
             posts = list(s.scalars(q))
             if posts:
                 s.execute(update(PendingPost).where(PendingPost.id.in_([p.id for p in posts]))
-                          .values(next_attempt_at=now + lease))
+                          .values(next_attempt_at=now + lease, leased_at=now)
+                          .execution_options(synchronize_session=False))
         return posts
 
     def post_delivered(self, id: int) -> bool:

@@ -132,6 +132,8 @@ class PendingPost(Base):
     payload: Mapped[dict] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # when a delivery last claimed it: a post claimed before may already be on GitLab
+    leased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     abandoned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # permanent failure (e.g. 404)

@@ -162,7 +162,8 @@ def test_a_push_is_graded_and_the_grade_appears_on_the_commit(tmp_path, broker_u
         images = store.get(answer["submission_id"]).image_digests
     finally:
         store.close()
-    assert images == [v["image_id"] for v in report["report"]["variants"]] and all(i.startswith("sha256:") for i in images)
+    assert images == [v["image_id"] for v in report["report"]["variants"]]
+    assert all(i.startswith("sha256:") for i in images)
 
 
 def test_newer_push_supersedes_a_queued_one_and_gitlab_outage_delays_but_loses_nothing(

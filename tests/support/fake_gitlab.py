@@ -8,6 +8,7 @@ through python-gitlab, with the JSON shapes, headers and status codes GitLab doc
     GET  /api/v4/projects/:id/repository/archive[.format]?sha=  (``git archive`` of a real repository)
     GET  /api/v4/projects/:id/repository/commits/:sha
     POST /api/v4/projects/:id/statuses/:sha                   (commit status, GitLab's state machine)
+    GET  /api/v4/projects/:id/repository/commits/:sha/statuses   (latest per name unless all; name, ref; pagination)
     POST /api/v4/projects/:id/repository/commits/:sha/comments
     GET  /api/v4/projects/:id/repository/commits/:sha/comments   (offset pagination)
     GET  /api/v4/groups/:id/projects                          (include_subgroups, offset pagination)
@@ -868,6 +869,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
      "get_archive"),
     ("GET", re.compile(rf"^/api/v4/projects/{_ID}/repository/commits/{_SHA}$"), "get_commit"),
     ("POST", re.compile(rf"^/api/v4/projects/{_ID}/statuses/{_SHA}$"), "post_status"),
+    ("GET", re.compile(rf"^/api/v4/projects/{_ID}/repository/commits/{_SHA}/statuses$"), "get_statuses"),
     ("POST", re.compile(rf"^/api/v4/projects/{_ID}/repository/commits/{_SHA}/comments$"), "post_comment"),
     ("GET", re.compile(rf"^/api/v4/projects/{_ID}/repository/commits/{_SHA}/comments$"), "get_comments"),
     ("GET", re.compile(rf"^/api/v4/groups/{_ID}/projects$"), "get_group_projects"),
@@ -1183,14 +1185,31 @@ class _Handler(BaseHTTPRequestHandler):
             fake._statuses.append(RecordedStatus(job["id"], p.id, full, job["status"], name, ref,
                                                  job["description"], job["target_url"], job["coverage"],
                                                  pipeline["id"], dict(params)))
-            body = {
-                "id": job["id"], "sha": full, "ref": ref, "status": job["status"], "name": name,
-                "target_url": job["target_url"], "description": job["description"], "created_at": job["created_at"],
-                "started_at": job["started_at"], "finished_at": job["finished_at"], "allow_failure": False,
-                "coverage": job["coverage"], "pipeline_id": pipeline["id"],
-                "author": fake._user_json(user, self.base),
-            }
+            body = _status_json(job, fake._user_json(user, self.base))
         self._send(201, body)
+
+    def _get_statuses(self, user: dict[str, Any], params: dict[str, Any], id: str, sha: str) -> None:
+        """lib/api/commit_statuses.rb: the statuses of the commit's pipelines, only the latest of
+        each name (not retried) unless `all`, filtered by `ref` and `name`, ordered by id."""
+        p = self._project(id)
+        full = self._commit(p, sha)
+        fake = self.fake
+        everything = str(params.get("all", "")).lower() in ("true", "1", "yes")
+        with fake._lock:
+            found = [j for j in fake._jobs if j["project_id"] == p.id and j["sha"] == full
+                     and (everything or not j["retried"])
+                     and (not params.get("ref") or j["ref"] == params["ref"])
+                     and (not params.get("name") or j["name"] == params["name"])]
+            found.sort(key=lambda j: j["id"])
+            users = {t.user["id"]: t.user for t in fake._tokens.values()}
+            items = [_status_json(j, fake._user_json(users.get(j["user_id"], user), self.base)) for j in found]
+        per_page = _int(params.get("per_page"), 20)
+        per_page = 20 if per_page < 1 else min(per_page, fake.max_per_page)
+        page = max(_int(params.get("page"), 1), 1)
+        pages = max(1, math.ceil(len(items) / per_page))
+        self._send(200, items[(page - 1) * per_page: page * per_page],
+                   _pagination_headers(self.base + self._record.path, self._record.query, page, per_page,
+                                       len(items), pages))
 
     def _post_comment(self, user: dict[str, Any], params: dict[str, Any], id: str, sha: str) -> None:
         p = self._project(id)
@@ -1320,6 +1339,14 @@ class _Handler(BaseHTTPRequestHandler):
             items = [fake._project_json(p, self.base) for p in found[(page - 1) * per_page : page * per_page]]
         self._send(200, items, _pagination_headers(self.base + self._record.path, self._record.query,
                                                    page, per_page, total, pages))
+
+
+def _status_json(job: dict[str, Any], author: dict[str, Any]) -> dict[str, Any]:
+    """Entities::CommitStatus, as POST and GET of commit statuses answer."""
+    return {"id": job["id"], "sha": job["sha"], "ref": job["ref"], "status": job["status"], "name": job["name"],
+            "target_url": job["target_url"], "description": job["description"], "created_at": job["created_at"],
+            "started_at": job["started_at"], "finished_at": job["finished_at"], "allow_failure": False,
+            "coverage": job["coverage"], "pipeline_id": job["pipeline_id"], "author": author}
 
 
 def _comment_json(c: RecordedComment) -> dict[str, Any]:

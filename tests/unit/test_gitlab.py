@@ -147,6 +147,33 @@ def test_a_final_status_posted_again_is_accepted_again(fake, client, pushed):
     assert fake.rejected_statuses == []
 
 
+def test_shows_status_reads_the_newest_status_of_that_name_and_nothing_else(fake, client, pushed):
+    pid, sha, _ = pushed
+    assert not client.shows_status(pid, sha, "success", name="autograder")  # nothing posted yet
+    client.post_status(pid, sha, "success", name="autograder", description="5/5")
+    client.post_status(pid, sha, "failed", name="autograder", description="3/5")  # the first one is retried
+    client.post_status(pid, sha, "success", name="lint", description="5/5")
+    assert client.shows_status(pid, sha, "failed", name="autograder", description="3/5")
+    assert not client.shows_status(pid, sha, "success", name="autograder", description="5/5")  # older, retried
+    assert not client.shows_status(pid, sha, "failed", name="autograder", description="4/5")
+    assert not client.shows_status(pid, sha, "failed", name="other")
+    assert client.shows_status(pid, sha, "failed", name="autograder", description="3/5", coverage=60.0,
+                               target_url="http://x")  # the rest of a status payload is not compared
+
+
+def test_shows_status_compares_the_description_as_gitlab_stored_it(fake, client, pushed):
+    pid, sha, _ = pushed
+    client.post_status(pid, sha, "failed", name="autograder", description="x" * 400)  # shortened to 255
+    assert client.shows_status(pid, sha, "failed", name="autograder", description="x" * 400)
+
+
+def test_shows_status_while_gitlab_is_down_is_unavailable(fake, client, pushed):
+    pid, sha, _ = pushed
+    fake.fail_next(1, status=502, path_contains="/statuses")
+    with pytest.raises(GitLabUnavailable):
+        client.shows_status(pid, sha, "success", name="autograder")
+
+
 def test_a_long_description_is_shortened_to_what_gitlab_accepts(fake, client, pushed):
     pid, sha, _ = pushed
     client.post_status(pid, sha, "failed", name="autograder", description="x" * 400)

@@ -104,6 +104,60 @@ def test_comment_stored_by_gitlab_whose_answer_was_lost_is_not_posted_twice(serv
     assert len(posts) == 1  # found by its marker, not posted again
 
 
+def _status_posts(fake: FakeGitLab) -> int:
+    return len([r for r in fake.requests if r.method == "POST" and "/statuses/" in r.path])
+
+
+def _deliver_until_settled(service: Service) -> None:
+    def settled() -> bool:
+        service.deliver_due()  # due again after its backoff (1 s)
+        return service.store.undelivered_count() == 0
+
+    FakeGitLab.wait_until(settled, timeout=10, interval=0.2)
+
+
+def test_a_final_status_gitlab_stored_whose_answer_was_lost_is_not_posted_twice(service, fake, graded):
+    # GitLab adds a second `success` for a repeated one (it refuses only repeated pending/running)
+    fake.lose_reply_next(1, path_contains="/statuses/", method="POST")
+    service.deliver_due()
+    assert [s.state for s in fake.statuses] == ["success"] and service.store.undelivered_count() >= 1
+    _deliver_until_settled(service)
+    assert [s.state for s in fake.statuses] == ["success"]
+    assert _status_posts(fake) == 1  # read from the commit, not posted again
+
+
+def test_a_status_whose_delivery_was_never_recorded_is_not_posted_again_after_its_lease(service, fake, graded):
+    now = service_mod.datetime.now(service_mod.UTC)
+    # a worker claims the status, GitLab takes it, and the worker dies (or the database goes away)
+    # before recording it; the lease runs out at once here
+    [status] = [p for p in service.store.due_posts(now, lease=service_mod.timedelta(0)) if p.kind == "status"]
+    sub = service.store.get(graded)
+    service.gitlab.post_status(sub.project_id, sub.sha, **status.payload)
+    _deliver_until_settled(service)
+    assert [s.state for s in fake.statuses] == ["success"] and _status_posts(fake) == 1
+    assert len(fake.comments) == 1  # control: the comment claimed with it was never sent, and now is
+
+
+def test_a_retried_status_that_never_reached_gitlab_is_posted(service, fake, graded):
+    fake.fail_next(1, status=502, path_contains="/statuses/")  # control for the two above: not a blind skip
+    service.deliver_due()
+    assert fake.statuses == []
+    _deliver_until_settled(service)
+    assert [s.state for s in fake.statuses] == ["success"] and _status_posts(fake) == 2
+
+
+def test_a_retried_status_is_posted_when_the_commit_shows_an_older_grade_of_the_same_name(service, fake, graded):
+    sub = service.store.get(graded)
+    [status] = [p for p in service.store.due_posts(service_mod.datetime.now(service_mod.UTC),
+                                                   lease=service_mod.timedelta(0)) if p.kind == "status"]
+    # an earlier grading's verdict is on the commit: not this post's
+    service.gitlab.post_status(sub.project_id, sub.sha, "success", name=status.payload["name"],
+                               description="5/5 (an earlier grading)", ref=status.payload.get("ref"))
+    _deliver_until_settled(service)
+    assert [(s.state, s.description) for s in fake.statuses][0] == ("success", "5/5 (an earlier grading)")
+    assert len(fake.statuses) == 2 and fake.statuses[1].description != fake.statuses[0].description
+
+
 def test_comment_marker_is_invisible_markdown_at_the_end(service, fake, graded):
     while service.deliver_due():
         pass

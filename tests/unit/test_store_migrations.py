@@ -221,6 +221,31 @@ def test_a_database_alembic_stamped_at_an_older_revision_is_upgraded_from_there(
     store.close()
 
 
+def test_a_version_4_outbox_keeps_its_waiting_posts_as_never_claimed(store_url):
+    _load_schema_fixture(store_url, 4)
+    engine = create_engine(store_url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO grader_schema (id, version) VALUES (1, 4)"))
+    engine.dispose()
+    _insert_graded_submission(store_url, 4)
+    engine = create_engine(store_url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO pending_posts (id, submission_id, kind, payload, attempts, next_attempt_at, "
+                          "created_at) VALUES (1, 1, 'status', :payload, 0, :at, :at)").bindparams(
+                              bindparam("payload", type_=JSON)), {"payload": {"state": "success"},
+                                                                   "at": _naive_on_sqlite(store_url)})
+    engine.dispose()
+    store = Store(store_url)
+    try:
+        assert _versions(store_url) == ([SCHEMA_VERSION], [HEAD])
+        post = store.get_post(1)
+        assert post is not None and post.leased_at is None and post.delivered_at is None
+        [due] = store.due_posts(T0.replace(year=T0.year + 1))
+        assert due.id == 1 and due.payload == {"state": "success"}
+    finally:
+        store.close()
+
+
 # -- every way to the head gives the same tables ------------------------------------------------
 
 
@@ -268,7 +293,7 @@ def _version_0(url: str) -> None:
     engine.dispose()
 
 
-@pytest.mark.parametrize("version", [0, 1, 2, 3])
+@pytest.mark.parametrize("version", [0, 1, 2, 3, 4])
 def test_a_database_of_every_earlier_version_ends_with_the_tables_a_new_one_has(store_url, version):
     if version == 0:
         _version_0(store_url)
