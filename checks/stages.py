@@ -1,14 +1,9 @@
 """Stage structure, judged by what each stage does and what the final image inherits, not by
 how many FROM lines there are or how stages are named.
 
-Definitions (README, "The checks"):
-- Only the stages the final stage needs count: BuildKit never builds the others.
-- A stage *receives the sources* when it COPYs/ADDs from the build context or clones the project;
-  it *runs the build* when it runs Poetry, `pip wheel` or another wheel build. Such a stage is
-  *tainted*: whatever is built FROM it ships its sources and build tools.
-- A stage *works* when it is tainted, takes artefacts from another stage (COPY --from) or installs
-  packages. Anything else — FROM plus ENV/ARG/WORKDIR/SHELL/LABEL/EXPOSE, or RUN steps that bring
-  no project files such as creating a user — is an *alias* of its base.
+What a stage does (receives the sources, runs the build, takes artefacts, installs, or is an
+alias of its base) is read in grader/stage_roles.py, with the definitions; discovery counts
+stages with the same reading. The README's checks table says them too.
 """
 
 from __future__ import annotations
@@ -16,7 +11,6 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from checks import Evidence, Outcome, failed, passed, skipped, variant_check
@@ -25,55 +19,7 @@ from grader.checkapi import VariantCheckFn
 from grader.dockerfile import Instruction, ParsedDockerfile, Stage, absolute
 from grader.facts import VariantFacts
 from grader.policy import looks_remote
-
-BUILD_WORK = r"\bpoetry\b|\bpip[\d.]*\s+(?:-\S+\s+)*wheel\b|\bpython[\d.]*\s+-m\s+build\b|\bsetup\.py\b"
-INSTALLS = r"\bpip[\d.]*\s+(?:-\S+\s+)*install\b"
-GIT_CLONE = r"\bgit\s+clone\b|git\+(?:https?|ssh)://"
-
-
-@dataclass
-class Role:
-    """What one stage does, with the instructions that show it."""
-
-    stage: Stage
-    sources: list[Instruction] = field(default_factory=list)  # COPY/ADD from the context, git clone
-    build: list[tuple[int, str]] = field(default_factory=list)  # (line, text) of build commands
-    takes: list[tuple[Instruction, Stage]] = field(default_factory=list)  # COPY --from=<stage>
-    installs: list[Instruction] = field(default_factory=list)
-
-    @property
-    def tainted(self) -> bool:
-        return bool(self.sources or self.build)
-
-    @property
-    def working(self) -> bool:
-        return bool(self.tainted or self.takes or self.installs)
-
-
-def roles(p: ParsedDockerfile) -> list[Role]:
-    """The role of every stage the final image needs, in file order."""
-    return [_role(p, s) for s in p.needed()]
-
-
-def _role(p: ParsedDockerfile, stage: Stage) -> Role:
-    role = Role(stage)
-    for ins in stage.instructions:
-        if ins.cmd in ("COPY", "ADD"):
-            ref = ins.flag("from")
-            other = p.stage(ref) if ref else None
-            if other is not None:
-                role.takes.append((ins, other))
-            elif not ref:
-                role.sources.append(ins)
-        elif ins.cmd == "RUN":
-            if re.search(GIT_CLONE, ins.command):
-                role.sources.append(ins)
-            work = ins.locate(BUILD_WORK)
-            if work:
-                role.build.append(work)
-            if re.search(INSTALLS, ins.command):
-                role.installs.append(ins)
-    return role
+from grader.stage_roles import GIT_CLONE, INSTALLS, Role, role_of, roles
 
 
 def _several_working(p: ParsedDockerfile) -> bool:
@@ -176,10 +122,10 @@ def multi_stage(v: VariantFacts, p: ParsedDockerfile, a: Assignment) -> Outcome:
         return failed("one", evidence, count=len(found), working=len(working), items=items,
                       stage=working[0].stage.label if working else p.final.label)
     final_lineage = p.final.lineage()
-    takes = any(other not in final_lineage for s in final_lineage for _, other in _role(p, s).takes)
+    takes = any(other not in final_lineage for s in final_lineage for _, other in role_of(p, s).takes)
     # A final stage built FROM a working stage is multi-stage too, just not isolated: that one
     # mistake is final_stage_isolated's to report, once.
-    inherits = any(_role(p, s).working for s in final_lineage[1:])
+    inherits = any(role_of(p, s).working for s in final_lineage[1:])
     if not (takes or inherits):
         return failed("no_artefacts", evidence, count=len(working), items=items, stage=p.final.label)
     aliases = len(working) < len(found)  # say why some FROM lines do not count
@@ -195,7 +141,7 @@ def final_stage_isolated(v: VariantFacts, p: ParsedDockerfile, a: Assignment) ->
     if not _several_working(p):
         return skipped("one_stage")
     ancestors = final.lineage()[1:]
-    tainted = next((r for r in (_role(p, s) for s in ancestors) if r.tainted), None)
+    tainted = next((r for r in (role_of(p, s) for s in ancestors) if r.tainted), None)
     if tainted is not None:
         evidence = [_from(final), *(_from(s) for s in ancestors)]
         items = [_role_item(tainted)]
@@ -235,7 +181,7 @@ def _source_dirs(p: ParsedDockerfile, stage: Stage) -> list[tuple[str, Instructi
     """Where the project's sources went in `stage` (and the stages it is built FROM)."""
     dirs = []
     for s in stage.lineage():
-        role = _role(p, s)
+        role = role_of(p, s)
         for ins in role.sources:
             cwd = p.workdir_at(s, ins)
             dest = p.resolve(ins.args[-1], s, ins) if ins.cmd in ("COPY", "ADD") and len(ins.args) > 1 else "."
@@ -293,7 +239,7 @@ def copies_only_dist(v: VariantFacts, p: ParsedDockerfile, a: Assignment) -> Out
 def _shipped(p: ParsedDockerfile) -> list[Stage]:
     """The final stage and the untainted stages it is built FROM: their own instructions are the
     final image's (a tainted ancestor is final_stage_isolated's verdict, not repeated here)."""
-    return [p.final] + [s for s in p.final.lineage()[1:] if not _role(p, s).tainted]
+    return [p.final] + [s for s in p.final.lineage()[1:] if not role_of(p, s).tainted]
 
 
 def _judge_copy(p: ParsedDockerfile, ins: Instruction, other: Stage) -> Outcome | list[str]:

@@ -20,6 +20,7 @@ from grader.errors import GraderError, SubmissionError
 from grader.facts import Note
 from grader.messages import note
 from grader.policy import frontend_allowed
+from grader.stage_roles import roles
 
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", "dist"}
 MAX_FILES_SCANNED = 20_000
@@ -174,11 +175,12 @@ def _assign_by_name(candidates: list[Candidate], named: dict[str, tuple[str, str
 
 def classify(parsed: ParsedDockerfile) -> str:
     """Earlier-edition files have free names: one working stage, several, or several with a
-    non-root USER. A bare alias stage (`FROM python:... AS base`) does not make a file multi-stage."""
-    needed = parsed.needed()
-    copies_between = any(ins.flag("from") for s in needed for ins in s.of("COPY", "ADD"))
-    bare = [s for s in needed[:-1] if not s.of("RUN", "COPY", "ADD")]
-    if len(needed) == 1 or (not copies_between and len(bare) == len(needed) - 1):
+    non-root USER. Stages count as the structure checks count them (grader/stage_roles.py): an
+    alias of the base (`FROM python:... AS base`, perhaps creating a user) does not make a file
+    multi-stage; a file copying between stages is one whatever the stages do."""
+    found = roles(parsed)
+    copies_between = any(r.takes for r in found)
+    if sum(1 for r in found if r.working) < 2 and not copies_between:
         return "single"
     user = parsed.final_user()
     if user is not None and user.args and not is_root_user(parsed.resolve(user.args[0], parsed.final)):

@@ -50,6 +50,11 @@ def test_copy_next_to_pyproject_wins_over_a_stray_copy(tmp_path):
     ("FROM python AS b\nFROM python\nCOPY --from=b /a /a\nUSER app\n", "nonroot"),
     ("FROM python AS b\nFROM python\nCOPY --from=b /a /a\nUSER app\nUSER 0\n", "multistage"),
     ("FROM python AS b\nFROM python\nUSER app\n", "single"),  # b is never built: BuildKit skips it
+    # the lecture's alias stage with a user created in it brings no project files: still one working stage
+    ("FROM python AS base\nRUN useradd -m app\nFROM base\nCOPY . .\nRUN pip install .\n", "single"),
+    ("FROM python AS base\nRUN useradd -m app\nFROM base\nCOPY . .\nRUN pip install .\nUSER app\n", "single"),
+    # two stages that work, the second built FROM the first: a multi-stage attempt (not isolated)
+    ("FROM python AS build\nRUN pip install poetry\nFROM build\nCOPY . .\nRUN poetry build\n", "multistage"),
 ])
 def test_free_named_files_are_classified_by_their_stages_and_user(text, kind):
     assert classify(parse_text(text, "x")) == kind
