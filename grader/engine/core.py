@@ -32,10 +32,10 @@ LABEL_INSTANCE = "grader.instance"
 
 
 class Engine:
-    def __init__(self, config: EngineConfig | Settings) -> None:
-        """`Engine(settings)` still works (grader/service.py builds it so); `Engine.from_settings`
-        is the path for callers, and only `config` is kept: never the whole settings."""
-        self.config = config if isinstance(config, EngineConfig) else EngineConfig.from_settings(config)
+    def __init__(self, config: EngineConfig) -> None:
+        """Only the engine's own settings are kept, never the whole Settings (the GitLab token
+        stays out of the code that runs student builds): `Engine.from_settings` picks them."""
+        self.config = config
         try:
             self.client = docker.from_env(timeout=60)
             self.client.ping()

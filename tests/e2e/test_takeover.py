@@ -83,7 +83,7 @@ def test_a_grading_whose_worker_was_killed_is_taken_over_and_graded_once(tmp_pat
     assert final is not None and final.state == State.GRADED and final.score == 5.0
     assert re.search(rf"took over 1 grading\(s\) whose worker went silent .*\[{submission}\]", log_b), log_b[-3000:]
     print(f"takeover: graded {done_at - killed_at:.1f} s after the SIGKILL")
-    engine = Engine(_settings())
+    engine = Engine.from_settings(_settings())
     mine = {"label": f"{LABEL_INSTANCE}={INSTANCE}"}
     assert engine.client.containers.list(all=True, filters=mine) == []
     assert engine.client.networks.list(filters=mine) == []

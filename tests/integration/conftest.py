@@ -22,7 +22,7 @@ def settings(tmp_path_factory) -> Settings:
 
 @pytest.fixture(scope="session")
 def engine(settings) -> Engine:
-    return Engine(settings)
+    return Engine.from_settings(settings)
 
 
 def leftovers(engine: Engine) -> list[str]:
