@@ -15,7 +15,7 @@ import pytest
 from grader import assignment
 from grader.assignment import Probe
 from grader.config import Settings
-from grader.probe import NotReady, run_probes, wait_ready
+from grader.probe import ALIVE_EVERY_S, NotReady, run_probes, wait_ready
 
 PROBES = assignment.load().probes
 CAP = Settings().response_cap_bytes
@@ -359,6 +359,28 @@ def test_wait_ready_gives_up_at_once_when_the_container_exited():
         wait_ready(url, 10.0, lambda: False, "/")
 
     assert time.monotonic() - started < 0.5
+
+
+def test_wait_ready_asks_the_engine_about_the_container_at_most_every_quarter_second():
+    asked: list[float] = []
+
+    def alive() -> bool:
+        asked.append(time.monotonic())
+        return True
+
+    with closed_port() as url, pytest.raises(NotReady):
+        wait_ready(url, 1.0, alive, "/")
+    # 20 ms polls for 1 s: about 50 misses, 4-5 questions (control: at least the first one, at once)
+    assert 3 <= len(asked) <= 6, asked
+    assert all(b - a >= ALIVE_EVERY_S * 0.99 for a, b in zip(asked, asked[1:], strict=False))
+
+
+def test_wait_ready_notices_a_container_that_exits_later_within_the_interval():
+    started = time.monotonic()
+    dies_at = started + 0.3
+    with closed_port() as url, pytest.raises(NotReady, match="the container exited"):
+        wait_ready(url, 10.0, lambda: time.monotonic() < dies_at, "/")
+    assert 0.3 <= time.monotonic() - started < 0.3 + ALIVE_EVERY_S + 0.3
 
 
 def test_wait_ready_raises_after_the_timeout_when_nothing_listens():
