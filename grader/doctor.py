@@ -14,9 +14,9 @@ import requests
 
 from grader.config import Settings
 from grader.errors import GraderError
+from grader.gitlab_types import ROLES
 
 DEVELOPER = 30  # GitLab's role that may set commit statuses and comment on commits
-ROLES = {10: "Guest", 20: "Reporter", 30: "Developer", 40: "Maintainer", 50: "Owner"}
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -39,6 +38,7 @@ from gitlab import exceptions as glexc
 
 import grader
 from grader.errors import ConfigError, GraderError, SubmissionError
+from grader.gitlab_types import ProjectRef, PushEvent, TokenInfo
 
 log = logging.getLogger(__name__)
 
@@ -60,38 +60,6 @@ def _marker(key: str) -> str:
 
 class GitLabUnavailable(GraderError):
     """GitLab could not be reached or did not answer properly; the same call may succeed later."""
-
-
-@dataclass(frozen=True)
-class PushEvent:
-    """One push to a branch, as GitLab's Events API records it (`push_data`): when GitLab took it,
-    whatever clock the student's commits carry."""
-
-    created_at: datetime
-    ref: str  # the branch name, e.g. "main"
-    commit_from: str | None  # the branch's previous head (None: the branch was created)
-    commit_to: str | None  # its new head (None: the branch was removed)
-    action: str  # "pushed" | "created" | "removed"
-
-
-@dataclass(frozen=True)
-class TokenInfo:
-    """Who the grader's token acts as, and its scopes (None: GitLab would not say)."""
-
-    user_id: int
-    username: str
-    scopes: tuple[str, ...] | None
-
-
-ROLES = {10: "Guest", 15: "Planner", 20: "Reporter", 30: "Developer", 40: "Maintainer", 50: "Owner"}
-
-
-@dataclass(frozen=True)
-class ProjectRef:
-    id: int
-    path_with_namespace: str
-    default_branch: str | None  # None for a project with an empty repository
-    web_url: str | None = None
 
 
 class GitLab:
