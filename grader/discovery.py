@@ -175,31 +175,47 @@ def _assign_by_name(candidates: list[Candidate], named: dict[str, tuple[str, str
 
 def classify(parsed: ParsedDockerfile) -> str:
     """Earlier-edition files have free names: one working stage, several, or several with a
-    non-root USER. Stages count as the structure checks count them (grader/stage_roles.py): an
-    alias of the base (`FROM python:... AS base`, perhaps creating a user) does not make a file
-    multi-stage; a file copying between stages is one whatever the stages do."""
+    non-root USER. Stages count as the structure checks count them (grader/stage_roles.py): a
+    file is single-stage when every stage before the final one is an alias of its base
+    (`FROM python:... AS base`, perhaps creating a user) and nothing is copied between stages."""
+    return kinds(parsed)[0]
+
+
+def kinds(parsed: ParsedDockerfile) -> list[str]:
+    """The variants a free-named file can stand for, the likeliest first. A file read as
+    single-stage that still has several stages (its earlier ones doing work the checks do not
+    count, `apt-get` say) may also be the multi-stage attempt, when another file is the single one."""
     found = roles(parsed)
-    copies_between = any(r.takes for r in found)
-    if sum(1 for r in found if r.working) < 2 and not copies_between:
-        return "single"
+    several = "nonroot" if _runs_as_non_root(parsed) else "multistage"
+    if any(r.takes for r in found) or any(r.working for r in found[:-1]):
+        return [several]
+    return ["single", several] if len(found) > 1 else ["single"]
+
+
+def _runs_as_non_root(parsed: ParsedDockerfile) -> bool:
     user = parsed.final_user()
-    if user is not None and user.args and not is_root_user(parsed.resolve(user.args[0], parsed.final)):
-        return "nonroot"
-    return "multistage"
+    return user is not None and bool(user.args) and not is_root_user(parsed.resolve(user.args[0], parsed.final))
 
 
 def _assign_by_content(candidates: list[Candidate], assignment: Assignment, notes: list[Note]) -> dict[str, Candidate]:
+    parsed = [c for c in candidates if c.parsed is not None]
+    readings = {c.rel: kinds(c.parsed) for c in parsed if c.parsed is not None}
     chosen: dict[str, Candidate] = {}
-    for c in candidates:
+    taken: dict[str, str] = {}
+    # Files with one possible reading first, so that an ambiguous one does not take their variant.
+    for c in sorted(parsed, key=lambda c: len(readings[c.rel])):
+        kind = next((k for k in readings[c.rel] if k not in chosen), None)
+        if kind is not None:
+            chosen[kind] = c
+            taken[c.rel] = kind
+    for c in candidates:  # the notes in file order
         if c.parsed is None:
             notes.append(Note("ignored_unparsable", path=c.rel, error=c.parse_error or "?"))
-            continue
-        kind = classify(c.parsed)
-        if kind in chosen:
-            notes.append(Note("ignored_same_kind", path=c.rel, variant=kind, used=chosen[kind].rel))
+        elif c.rel in taken:
+            notes.append(_took(c.rel, taken[c.rel], c.parsed))
         else:
-            chosen[kind] = c
-            notes.append(_took(c.rel, kind, c.parsed))
+            kind = readings[c.rel][0]
+            notes.append(Note("ignored_same_kind", path=c.rel, variant=kind, used=chosen[kind].rel))
     if not chosen:
         raise SubmissionError("no Dockerfile could be parsed: " + "; ".join(note(n, "en") for n in notes),
                               reason="none_parsable", notes=list(notes))

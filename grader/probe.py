@@ -42,6 +42,8 @@ def wait_ready(url: str, timeout_s: float, alive: Callable[[], bool], path: str)
                     raise NotReady("the container exited")
                 ask_at = now + ALIVE_EVERY_S
             time.sleep(0.02)
+    if not alive():  # it may have died since the last question: say that, not a timeout
+        raise NotReady("the container exited")
     raise NotReady(f"no HTTP answer within {timeout_s:.0f} s ({last_error})")
 
 

@@ -67,6 +67,8 @@ class Service:
     """Built by the composition root (grader/app.py), which gives it its store, GitLab session and
     engine factory; `engine(settings)` makes the Docker client of each grading."""
 
+    lease = timedelta(minutes=2)  # a delivery's claim on a post: longer than one send's two 30 s calls
+
     def __init__(self, settings: Settings, store: Store, gitlab: GitLab,
                  engine: Callable[[Settings], Engine] | None = None) -> None:
         self.settings = settings
@@ -340,8 +342,13 @@ class Service:
     def deliver_due(self, limit: int = 50) -> int:
         """Posts what is due, oldest first; returns how many are still waiting (to reschedule)."""
         now = datetime.now(UTC)
-        # The lease keeps two workers delivering at once from sending the same post twice.
-        for post in self.store.due_posts(now, limit, lease=timedelta(minutes=2)):
+        # The lease keeps two workers delivering at once from sending the same post twice; it is
+        # renewed before each send, so a batch slowed down past its lease (GitLab timing out)
+        # skips what another worker took over meanwhile.
+        for post in self.store.due_posts(now, limit, lease=self.lease):
+            if not self.store.renew_lease(post.id, now, self.lease):
+                log.info("post %s: taken over by another delivery while this batch was slow", post.id)
+                continue
             sub = self._submission(post.submission_id)
             try:
                 if post.kind == "status":

@@ -58,6 +58,19 @@ class Outbox(Database):
                           .execution_options(synchronize_session=False))
         return posts
 
+    def renew_lease(self, id: int, claimed_at: datetime, lease: timedelta) -> bool:
+        """Extends the claim made at `claimed_at` (a `due_posts` call's `now`) just before the post
+        is sent. False when that claim lapsed meanwhile and another caller claimed the post (or it
+        was settled): the caller must then leave it alone, or a slow batch would send again, and
+        out of order, what the other caller already delivered."""
+        with self._session() as s:
+            result = s.execute(update(PendingPost)
+                               .where(PendingPost.id == id, PendingPost.leased_at == claimed_at,
+                                      PendingPost.delivered_at.is_(None), PendingPost.abandoned_at.is_(None))
+                               .values(next_attempt_at=utcnow() + lease)
+                               .execution_options(synchronize_session=False))
+            return rowcount(result) == 1
+
     def post_delivered(self, id: int) -> bool:
         with self._session() as s:
             result = s.execute(update(PendingPost).where(PendingPost.id == id, PendingPost.delivered_at.is_(None))

@@ -53,6 +53,8 @@ def test_copy_next_to_pyproject_wins_over_a_stray_copy(tmp_path):
     # the lecture's alias stage with a user created in it brings no project files: still one working stage
     ("FROM python AS base\nRUN useradd -m app\nFROM base\nCOPY . .\nRUN pip install .\n", "single"),
     ("FROM python AS base\nRUN useradd -m app\nFROM base\nCOPY . .\nRUN pip install .\nUSER app\n", "single"),
+    # a final stage that only adds a USER to a working stage: the non-root attempt of an earlier edition
+    ("FROM python AS build\nCOPY . .\nRUN pip install .\nFROM build\nUSER app\n", "nonroot"),
     # two stages that work, the second built FROM the first: a multi-stage attempt (not isolated)
     ("FROM python AS build\nRUN pip install poetry\nFROM build\nCOPY . .\nRUN poetry build\n", "multistage"),
 ])
@@ -71,6 +73,29 @@ def test_free_names_say_which_file_was_taken_for_which_variant(tmp_path):
     assert "took prod.dockerfile as nonroot (2 stages, USER 1000)" in notes(found)
     assert any(n.startswith("ignored Dockerfile2: also looks like single") for n in notes(found))
     assert "prod.dockerfile принят как nonroot" in " ".join(notes(found, "ru"))
+
+
+def test_an_ambiguous_free_named_file_leaves_single_to_the_plain_one_and_stands_for_multistage(tmp_path):
+    # deps does work the checks do not count (apt-get): read alone, the file is single-stage, but
+    # it has two stages, and another file is plainly the single one. Found first, it must not
+    # take "single" and leave that file ignored.
+    (tmp_path / "Dockerfile.a").write_text("FROM python AS deps\nRUN apt-get update\nFROM deps\nCOPY . .\n"
+                                           "RUN pip install .\n")
+    (tmp_path / "Dockerfile.b").write_text("FROM python\nCOPY . .\nRUN pip install .\n")
+    found = discover(tmp_path, A, REFERENCE_SOURCE)
+    assert found.variants["single"].candidate.rel == "Dockerfile.b"
+    assert found.variants["multistage"].candidate.rel == "Dockerfile.a"
+    assert not any(n.startswith("ignored") for n in notes(found)), notes(found)
+    assert notes(found).index("took Dockerfile.a as multistage (2 stages, no non-root USER)") < \
+        next(i for i, n in enumerate(notes(found)) if n.startswith("took Dockerfile.b"))  # file order
+
+
+def test_an_ambiguous_file_alone_is_read_as_single(tmp_path):
+    (tmp_path / "Dockerfile.a").write_text("FROM python AS deps\nRUN apt-get update\nFROM deps\nCOPY . .\n"
+                                           "RUN pip install .\n")
+    found = discover(tmp_path, A, REFERENCE_SOURCE)
+    assert found.variants["single"].candidate.rel == "Dockerfile.a"  # control for the test above
+    assert found.variants["multistage"].candidate is None
 
 
 def test_repository_without_dockerfiles_is_refused(tmp_path):

@@ -371,8 +371,9 @@ def test_wait_ready_asks_the_engine_about_the_container_at_most_every_quarter_se
     with closed_port() as url, pytest.raises(NotReady):
         wait_ready(url, 1.0, alive, "/")
     # 20 ms polls for 1 s: about 50 misses, 4-5 questions (control: at least the first one, at once)
-    assert 3 <= len(asked) <= 6, asked
-    assert all(b - a >= ALIVE_EVERY_S * 0.99 for a, b in zip(asked, asked[1:], strict=False))
+    assert 3 <= len(asked) <= 7, asked  # and once more at the deadline
+    polled = asked[:-1]  # the last one is the question at the deadline
+    assert all(b - a >= ALIVE_EVERY_S * 0.99 for a, b in zip(polled, polled[1:], strict=False))
 
 
 def test_wait_ready_notices_a_container_that_exits_later_within_the_interval():
@@ -381,6 +382,12 @@ def test_wait_ready_notices_a_container_that_exits_later_within_the_interval():
     with closed_port() as url, pytest.raises(NotReady, match="the container exited"):
         wait_ready(url, 10.0, lambda: time.monotonic() < dies_at, "/")
     assert 0.3 <= time.monotonic() - started < 0.3 + ALIVE_EVERY_S + 0.3
+
+
+def test_wait_ready_says_the_container_exited_when_it_died_in_the_last_interval():
+    started = time.monotonic()
+    with closed_port() as url, pytest.raises(NotReady, match="the container exited"):
+        wait_ready(url, 1.0, lambda: time.monotonic() < started + 0.9, "/")  # dies just before the deadline
 
 
 def test_wait_ready_raises_after_the_timeout_when_nothing_listens():

@@ -158,6 +158,37 @@ def test_a_retried_status_is_posted_when_the_commit_shows_an_older_grade_of_the_
     assert len(fake.statuses) == 2 and fake.statuses[1].description != fake.statuses[0].description
 
 
+def test_a_batch_slowed_past_its_lease_skips_what_another_delivery_took_over(service, fake, graded,
+                                                                              store_url, monkeypatch):
+    # worker A claims the due posts and stalls (GitLab timing out) past its lease; worker B claims
+    # them and delivers them all; then A goes on with its batch
+    other = Service(service.settings, Store(store_url), GitLab(fake.url, fake.token, timeout_s=5))
+    service.lease = service_mod.timedelta(0)  # A's claim lapses at once
+    claim = service.store.due_posts
+
+    def stalls(now, limit=50, *, lease=None):
+        batch = claim(now, limit, lease=lease)
+        while other.deliver_due():
+            pass
+        return batch
+
+    monkeypatch.setattr(service.store, "due_posts", stalls)
+    service.deliver_due()
+    other.store.close()
+    assert [s.state for s in fake.statuses] == ["success"] and _status_posts(fake) == 1
+    assert len(fake.comments) == 1 and service.store.undelivered_count() == 0
+
+
+def test_a_claim_is_renewed_only_by_its_own_claimant(service, graded):
+    now = service_mod.datetime.now(service_mod.UTC)
+    [mine, *_] = service.store.due_posts(now, lease=service_mod.timedelta(0))
+    assert service.store.renew_lease(mine.id, now, service.lease)  # control: the claimant renews
+    later = now + service_mod.timedelta(minutes=5)
+    assert mine.id in [p.id for p in service.store.due_posts(later, lease=service.lease)]  # lapsed, taken
+    assert not service.store.renew_lease(mine.id, now, service.lease)
+    assert service.store.renew_lease(mine.id, later, service.lease)
+
+
 def test_comment_marker_is_invisible_markdown_at_the_end(service, fake, graded):
     while service.deliver_due():
         pass
