@@ -198,8 +198,8 @@ def _runs_as_non_root(parsed: ParsedDockerfile) -> bool:
 
 
 def _assign_by_content(candidates: list[Candidate], assignment: Assignment, notes: list[Note]) -> dict[str, Candidate]:
-    parsed = [c for c in candidates if c.parsed is not None]
-    readings = {c.rel: kinds(c.parsed) for c in parsed if c.parsed is not None}
+    readings = {c.rel: kinds(c.parsed) for c in candidates if c.parsed is not None}
+    parsed = [c for c in candidates if c.rel in readings]
     chosen: dict[str, Candidate] = {}
     taken: dict[str, str] = {}
     # Files with one possible reading first, so that an ambiguous one does not take their variant.
