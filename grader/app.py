@@ -110,13 +110,13 @@ class App:
 
     def web(self) -> FastAPI:
         """The webhook and pages app over this process's store, queueing through the broker."""
-        from grader.tasks import broker_ready, enqueue_push, notify
+        from grader.tasks import broker_ready, enqueue_pushes, notify
         from grader.web import create_app
 
         self.check_startup()
         # notify: a push to a branch that is not graded gets a `skipped` status saying so, so the
         # student is never left waiting in silence
-        return create_app(self.settings, self.store, enqueue_push, ready=broker_ready, notify=notify)
+        return create_app(self.settings, self.store, enqueue_pushes, ready=broker_ready, notify=notify)
 
     def close(self) -> None:
         """Closes the stores opened (a process about to hand over to uvicorn's or Celery's workers);

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from grader.config import Settings
 from grader.deadlines import Extension, Extensions, deadline_for, is_late, load_file
@@ -95,6 +97,22 @@ def student_of(project_path: str, rule: str, roster: Roster | None) -> Student:
     return Student(parts[-1] if parts else project_path)
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """What a delivery asks for, whichever door it came in by: a commit of a project to grade, or
+    (`skipped` set) only to be told on its commit why it is not graded."""
+
+    project_id: int
+    project_path: str
+    sha: str
+    ref: str
+    event_uuid: str | None = None
+    before_sha: str | None = None
+    origin: str = "push"
+    merge_request_iid: int | None = None
+    skipped: str | None = None
+
+
 class Intake:
     """Records pushes as submissions; nothing here waits on Docker or GitLab."""
 
@@ -144,19 +162,32 @@ class Intake:
         `pending_language`: also record, in the same transaction, the commit's `pending` status in
         this language (the webhook: the student sees the push was received, and the worker's
         delivery sends it; one transaction per push instead of one per step)."""
-        received = received_at or datetime.now(UTC)
-        student = self.student(project_path).id
-        deadline, _ = self.deadline(project_path, student)
+        delivery = Delivery(project_id, project_path, sha, ref, event_uuid, before_sha, origin, merge_request_iid,
+                            skipped)
+        return self.store.record_push(**self._row(delivery, received_at or datetime.now(UTC), pushed_at,
+                                                  pushed_at_source, pending_language))
+
+    def record_many(self, deliveries: Sequence[Delivery], pending_language: str | None = None
+                    ) -> list[tuple[Submission, bool] | Exception]:
+        """Several deliveries that arrived together (the webhook's intake thread), in one
+        transaction: for each, what `record` returns, or the exception it alone raised."""
+        received = datetime.now(UTC)
+        return self.store.record_pushes([self._row(d, received, None, None, pending_language) for d in deliveries])
+
+    def _row(self, d: Delivery, received: datetime, pushed_at: datetime | None, pushed_at_source: str | None,
+             pending_language: str | None) -> dict[str, Any]:
+        """`Store.record_push`'s arguments for a delivery: who the student is, whether it is late,
+        its report token and (with `pending_language`) its `pending` status."""
+        student = self.student(d.project_path).id
+        deadline, _ = self.deadline(d.project_path, student)
         late = is_late(pushed_at or received, deadline)
         token = new_report_token()
-        status = pending_status(self.settings, token, ref, self._queued(pending_language, late)) \
-            if pending_language is not None and skipped is None else None
-        return self.store.record_push(project_id=project_id, project_path=project_path, student=student, sha=sha,
-                                      ref=ref, event_uuid=event_uuid, received_at=received, late=late,
-                                      pushed_at=pushed_at, pushed_at_source=pushed_at_source, before_sha=before_sha,
-                                      origin=origin, merge_request_iid=merge_request_iid, skipped=skipped,
-                                      token=token, status=status)
-
+        status = pending_status(self.settings, token, d.ref, self._queued(pending_language, late)) \
+            if pending_language is not None and d.skipped is None else None
+        return dict(project_id=d.project_id, project_path=d.project_path, student=student, sha=d.sha, ref=d.ref,
+                    event_uuid=d.event_uuid, received_at=received, late=late, pushed_at=pushed_at,
+                    pushed_at_source=pushed_at_source, before_sha=d.before_sha, origin=d.origin,
+                    merge_request_iid=d.merge_request_iid, skipped=d.skipped, token=token, status=status)
 
     @staticmethod
     @lru_cache(maxsize=16)

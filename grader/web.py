@@ -11,24 +11,27 @@ from __future__ import annotations
 
 import hmac
 import json
-import math
+import logging
 import re
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 
-from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from starlette.types import Receive, Scope, Send
 
 from grader import assignment
 from grader.config import Settings
 from grader.errors import GraderError
-from grader.intake import Intake
+from grader.intake import Delivery, Intake
+from grader.intake_queue import IntakeQueue
+from grader.pages import SECURITY_HEADERS
 from grader.pages import install as install_pages
 from grader.store import Store
 
+log = logging.getLogger(__name__)
+WEBHOOK_PATH = "/webhooks/gitlab"
 ZERO_SHA = "0" * 40
 PUSH_EVENTS = {"Push Hook", "System Hook"}  # a system hook delivers pushes with object_kind "push"
 MERGE_REQUEST_EVENTS = {"Merge Request Hook", "System Hook"}  # ... and merge requests with "merge_request"
@@ -99,43 +102,38 @@ class MergeRequestEvent(BaseModel):
     object_attributes: _MergeRequest
 
 
-@dataclass(frozen=True)
-class _Job:
-    """What a delivery asks for, whichever event it came as: a commit of a project to grade, or
-    (`skipped` set) only to be told on its commit why it is not graded."""
+class _GraderApp(FastAPI):
+    """FastAPI for the pages, with POST /webhooks/gitlab answered in front of it, in plain ASGI:
+    FastAPI's routing, middleware and request objects cost more CPU per push than recording it
+    (a third of the webhook's time at 500 pushes a second)."""
 
-    project_id: int
-    project_path: str
-    sha: str
-    ref: str
-    before: str | None = None
-    origin: str = "push"
-    merge_request_iid: int | None = None
-    skipped: str | None = None
+    webhook: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.webhook is not None and scope["type"] == "http" and scope["path"] == WEBHOOK_PATH:
+            await self.webhook(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, store: Store, enqueue: Callable[[int], None],
+def create_app(settings: Settings, store: Store, enqueue: Callable[[Sequence[int]], None],
                ready: Callable[[], None] | None = None, notify: Callable[[int], None] | None = None) -> FastAPI:
-    """`enqueue(id)` hands a submission to the broker (raises when it cannot); `ready()` raises
-    when a dependency (database, broker) does not answer, for /readyz; `notify(id)` has the commit
-    of a push recorded as skipped told why (a status through the outbox; raises like enqueue)."""
+    """`enqueue(ids)` hands submissions recorded together to the broker (raises when it cannot: none
+    is then queued); `ready()` raises when a dependency (database, broker) does not answer, for
+    /readyz; `notify(id)` has the commit of a push recorded as skipped told why (a status through
+    the outbox; raises like enqueue)."""
     settings.require("webhook_secret")
     # Extensions are read at most once a second: the lateness recorded here is provisional (the
     # worker judges it again by GitLab's push time), and a read per push is a transaction per push.
     intake = Intake(settings, store, extensions_ttl_s=1.0)
     language = assignment.load(settings.assignment_file).language  # of the `pending` status recorded with a push
-    took = _BrokerTook()
-    app = FastAPI(title="grader", docs_url=None, redoc_url=None)
+    intake_queue = IntakeQueue(intake, enqueue, notify, ready, language)
+    app = _GraderApp(title="grader", docs_url=None, redoc_url=None)
 
-    @app.exception_handler(BadRequest)
-    async def bad_request(_request: Request, exc: BadRequest) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
-
-    @app.post("/webhooks/gitlab", status_code=202)
-    async def gitlab_webhook(request: Request) -> JSONResponse:
-        _check_token(request.headers.get("X-Gitlab-Token", ""), settings.webhook_secret or "")
-        body = await _read_capped(request, settings.max_webhook_bytes)
-        event = request.headers.get("X-Gitlab-Event", "")
+    async def answer(headers: dict[str, str], receive: Receive) -> tuple[int, dict]:
+        _check_token(headers.get("x-gitlab-token", ""), settings.webhook_secret or "")
+        body = await _read_capped(headers, receive, settings.max_webhook_bytes)
+        event = headers.get("x-gitlab-event", "")
         if event not in PUSH_EVENTS | (MERGE_REQUEST_EVENTS if settings.grade_merge_requests else set()):
             # answered before any parsing or I/O
             if event in MERGE_REQUEST_EVENTS:
@@ -153,9 +151,26 @@ def create_app(settings: Settings, store: Store, enqueue: Callable[[int], None],
             job, ignored = _push_job(push, settings)
         if job is None:
             return _accepted(ignored=ignored)
-        # The database and the broker block: off the event loop, so one slow call stalls no other request.
-        return await run_in_threadpool(_take, intake, enqueue if job.skipped is None else notify, ready, job,
-                                       request.headers.get("X-Gitlab-Event-UUID"), language, took)
+        # The database and the broker block: the intake thread records and queues, off the event loop.
+        return await intake_queue.take(replace(job, event_uuid=headers.get("x-gitlab-event-uuid") or None))
+
+    async def gitlab_webhook(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await _respond(send, 405, {"error": "the webhook takes POST"}, ((b"allow", b"POST"),))
+            return
+        # ASGI gives the names lower-cased; the first of a repeated header counts, as in Starlette
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}
+        try:
+            status, fields = await answer(headers, receive)
+        except BadRequest as exc:
+            status, fields = exc.status, {"error": str(exc)}
+            if status != 401:  # a wrong token is somebody probing; the rest is a sender to fix
+                log.warning("webhook refused a delivery (%d): %s", status, exc)
+        except _Gone:
+            return  # the sender hung up: nobody to answer
+        await _respond(send, status, fields)
+
+    app.webhook = gitlab_webhook
 
     # Report pages (by the submission's unguessable token, never its id) and instructor pages.
     install_pages(app, settings, store)
@@ -190,16 +205,36 @@ def _check_token(given: str, secret: str) -> None:
         raise BadRequest(401, "invalid X-Gitlab-Token")
 
 
-async def _read_capped(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("Content-Length")
+class _Gone(Exception):
+    """The sender closed the connection before its body arrived."""
+
+
+async def _read_capped(headers: dict[str, str], receive: Receive, limit: int) -> bytes:
+    declared = headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BadRequest(413, f"body larger than {limit} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Gone()
+        body += message.get("body", b"")
         if len(body) > limit:
             raise BadRequest(413, f"body larger than {limit} bytes")
-    return bytes(body)
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+_HEADERS = [(b"content-type", b"application/json"),
+            *((name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items())]
+
+
+async def _respond(send: Send, status: int, fields: dict, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    # as Starlette's JSONResponse renders it
+    body = json.dumps(fields, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*_HEADERS, *extra, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _parse(body: bytes) -> dict:
@@ -253,7 +288,7 @@ def _outside(path: str, settings: Settings) -> str | None:
     return None
 
 
-def _push_job(push: PushEvent, settings: Settings) -> tuple[_Job | None, str]:
+def _push_job(push: PushEvent, settings: Settings) -> tuple[Delivery | None, str]:
     """The job a push asks for, or (None, why it is ignored). A push to a branch that is not graded
     is recorded `skipped`, so that its commit says so: a student is never left waiting in silence."""
     path = push.project.path_with_namespace
@@ -268,13 +303,14 @@ def _push_job(push: PushEvent, settings: Settings) -> tuple[_Job | None, str]:
         skipped = f"branch {branch} is not graded (graded: {', '.join(settings.branches)})"
         if settings.grade_merge_requests:
             skipped += "; a merge request from it is"
-    return _Job(project_id, path, push.checkout_sha, push.ref, before=push.before, skipped=skipped), skipped or ""
+    delivery = Delivery(project_id, path, push.checkout_sha, push.ref, before_sha=push.before, skipped=skipped)
+    return delivery, skipped or ""
 
 
 _BRANCH = re.compile(r"[^\x00-\x20\x7f~^:?*\[\\]+")  # git check-ref-format's characters
 
 
-def _merge_request(payload: dict, settings: Settings) -> tuple[_Job | None, str]:
+def _merge_request(payload: dict, settings: Settings) -> tuple[Delivery | None, str]:
     """The job an opened, reopened or updated merge request asks for: its source branch's head, in
     the source project (a fork's, for an MR from a fork), through the same intake as a push."""
     try:
@@ -300,56 +336,9 @@ def _merge_request(payload: dict, settings: Settings) -> tuple[_Job | None, str]
     if attrs.action not in MERGE_REQUEST_ACTIONS or attrs.state != "opened":
         return None, f"merge request action {attrs.action or 'none'} ({attrs.state}) has no new head to grade"
     oldrev = attrs.oldrev if attrs.oldrev and _SHA.fullmatch(attrs.oldrev) else None
-    return _Job(attrs.source_project_id, path, attrs.last_commit.id, f"refs/heads/{attrs.source_branch}",
-                before=oldrev, origin="merge_request", merge_request_iid=attrs.iid), ""
+    return Delivery(attrs.source_project_id, path, attrs.last_commit.id, f"refs/heads/{attrs.source_branch}",
+                before_sha=oldrev, origin="merge_request", merge_request_iid=attrs.iid), ""
 
 
-class _BrokerTook:
-    """When the broker last took a job. Within FRESH_S of that the check before recording is
-    skipped — a round trip per push saved —, because a broker that went away meanwhile fails the
-    publish, and the push is then forgotten and answered 503 all the same: nothing kept either way."""
-
-    FRESH_S = 1.0
-
-    def __init__(self) -> None:
-        self.at = -math.inf
-
-    def fresh(self) -> bool:
-        return time.monotonic() - self.at < self.FRESH_S
-
-
-def _take(intake: Intake, enqueue: Callable[[int], None] | None, ready: Callable[[], None] | None, job: _Job,
-          event_uuid: str | None, language: str, took: _BrokerTook) -> JSONResponse:
-    """Records and enqueues, or neither: a broker that does not answer gets 503 before anything is
-    written (unless it took a job within the last second: `_BrokerTook`); one that fails the
-    publish gets the new row removed (with its status) and 503, so GitLab's retry of the
-    same delivery is a new attempt, not a duplicate. A skipped push goes the same way, its `enqueue`
-    being the notice to its commit. A push to grade is recorded with its `pending` status in one
-    transaction; superseding older queued pushes is left to the worker."""
-    try:
-        if ready is not None and enqueue is not None and not took.fresh():
-            ready()
-    except Exception as exc:  # noqa: BLE001 - whatever the broker client raises means "not now"
-        return JSONResponse({"error": f"broker unavailable, try again: {str(exc)[:300]}"}, status_code=503)
-    try:
-        submission, created = intake.record(project_id=job.project_id, project_path=job.project_path, sha=job.sha,
-                                            ref=job.ref, event_uuid=event_uuid or None, before_sha=job.before,
-                                            origin=job.origin, merge_request_iid=job.merge_request_iid,
-                                            skipped=job.skipped, pending_language=language)
-    except GraderError as exc:
-        return JSONResponse({"error": f"not recorded, try again: {exc}"}, status_code=503)
-    if created and enqueue is not None:
-        try:
-            enqueue(submission.id)
-        except Exception as exc:  # noqa: BLE001 - whatever the broker client raises: not queued
-            took.at = -math.inf
-            intake.store.forget(submission.id)
-            return JSONResponse({"error": f"not queued, try again: {str(exc)[:300]}"}, status_code=503)
-        took.at = time.monotonic()
-    if job.skipped is not None:
-        return _accepted(ignored=job.skipped, submission_id=submission.id, duplicate=not created)
-    return _accepted(submission_id=submission.id, duplicate=not created, late=submission.late)
-
-
-def _accepted(**fields: object) -> JSONResponse:
-    return JSONResponse(fields, status_code=202)
+def _accepted(**fields: object) -> tuple[int, dict]:
+    return 202, fields

@@ -19,6 +19,11 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (one core each; on SQLite they take "
                                                      "turns writing).")] = 1,
+    access_log: Annotated[bool, typer.Option(
+        "--access-log/--no-access-log", help="Log every request (off: at hundreds of pushes a second it is most of "
+                                             "the log and some of the CPU; GitLab lists every delivery and its "
+                                             "answer under the hook's Recent events, and refused deliveries are "
+                                             "logged either way).")] = False,
 ) -> None:
     """Serve the GitLab webhook (POST /webhooks/gitlab) and the report pages.
 
@@ -43,7 +48,7 @@ def serve(
     # With several, each worker process builds its own app (its own database pool, push writer and
     # broker client) from the factory, and uvicorn restarts one that dies.
     uvicorn.run(application or "grader.app:web_app", factory=application is None, workers=workers, host=host,
-                port=port, log_level="info", server_header=False)  # no banner
+                port=port, log_level="info", server_header=False, access_log=access_log)  # no banner
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import re
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from grader.errors import GraderError
 from grader.store.database import Database, StoreUnavailable, first_line
 from grader.store.schema import ACTIVE, ORIGINS, PUSH_TIME_SOURCES, Base, PendingPost, State, Submission, utcnow
 
@@ -57,23 +59,10 @@ class Pushes(Database):
         repeats one, in the database, so no read comes before the write and two processes recording
         the same push race there. Only a repeat reads, to return the row it repeats.
         """
-        sha = sha.lower()
-        if not _SHA.fullmatch(sha):
-            raise ValueError(f"not a 40-hex commit SHA: {sha!r}")
-        if received_at.tzinfo is None or (pushed_at is not None and pushed_at.tzinfo is None):
-            raise ValueError("received_at and pushed_at must be aware datetimes")
-        if (pushed_at is None) != (pushed_at_source is None) or (pushed_at_source not in (None, *PUSH_TIME_SOURCES)):
-            raise ValueError(f"pushed_at and pushed_at_source ({PUSH_TIME_SOURCES}) go together")
-        if origin not in ORIGINS:
-            raise ValueError(f"origin must be one of {ORIGINS}, not {origin!r}")
-        before = before_sha.lower() if before_sha else None
-        if before is not None and (not _SHA.fullmatch(before) or before == "0" * 40):
-            before = None
-        values = dict(project_id=project_id, project_path=project_path, student=student, sha=sha, ref=ref,
-                      event_uuid=event_uuid, state=(State.SKIPPED if skipped is not None else State.QUEUED).value,
-                      error=skipped, received_at=received_at, late=late, token=token or new_report_token(),
-                      pushed_at=pushed_at, pushed_at_source=pushed_at_source, before_sha=before, origin=origin,
-                      merge_request_iid=merge_request_iid)
+        values = _push_values(project_id=project_id, project_path=project_path, student=student, sha=sha, ref=ref,
+                              event_uuid=event_uuid, received_at=received_at, late=late, pushed_at=pushed_at,
+                              pushed_at_source=pushed_at_source, before_sha=before_sha, origin=origin,
+                              merge_request_iid=merge_request_iid, skipped=skipped, token=token)
         last: BaseException | None = None
         for _ in range(5):
             try:
@@ -81,9 +70,7 @@ class Pushes(Database):
                 if id is not None:
                     return Submission(id=id, **values), True
                 with self._session(write=False) as s:
-                    # a skipped push repeats only its own delivery
-                    existing = self._find_duplicate(s, project_id, sha, event_uuid) if skipped is None \
-                        else self._find_event(s, event_uuid)
+                    existing = self._repeated(s, values)
                 if existing is not None:
                     return existing, False
                 # The row it collided with went meanwhile (forgotten after a failed publish, or out of
@@ -91,6 +78,59 @@ class Pushes(Database):
             except IntegrityError as e:
                 last = e
         raise StoreUnavailable(f"could not record push {sha} of project {project_id}: {first_line(last)}")
+
+    def record_pushes(self, pushes: Sequence[dict[str, Any]]) -> list[tuple[Submission, bool] | Exception]:
+        """Several pushes (each `record_push`'s keyword arguments) in one transaction: what each got
+        — (submission, created) as `record_push` returns it, or the exception it alone raised.
+
+        The webhook's intake thread hands over the pushes that arrived together: one commit (one
+        fsync) and one database round trip per batch. A batch that fails on one push (a constraint
+        no ON CONFLICT covers) is recorded again one push at a time, so that push fails alone; a
+        repeat whose row went meanwhile is recorded again alone too (`record_push` retries it)."""
+        results: list[tuple[Submission, bool] | Exception | None] = [None] * len(pushes)
+        todo: list[tuple[int, dict[str, Any], dict | None]] = []
+        for i, push in enumerate(pushes):
+            try:
+                todo.append((i, _push_values(**{k: v for k, v in push.items() if k != "status"}), push.get("status")))
+            except ValueError as e:
+                results[i] = e
+        try:
+            with self._push_transaction() as conn:
+                ids = self._insert_many(conn, [(values, status) for _, values, status in todo])
+        except IntegrityError:
+            ids = [None] * len(todo)
+            alone = [i for i, _, _ in todo]
+        except StoreUnavailable as e:
+            for i, _, _ in todo:
+                results[i] = e
+            return [r for r in results if r is not None]
+        else:
+            alone = []
+            repeats = [(i, values) for (i, values, _), id in zip(todo, ids, strict=True) if id is None]
+            for (i, values, _), id in zip(todo, ids, strict=True):
+                if id is not None:
+                    results[i] = (Submission(id=id, **values), True)
+            if repeats:
+                with self._session(write=False) as s:
+                    for i, values in repeats:
+                        existing = self._repeated(s, values)
+                        if existing is None:
+                            alone.append(i)
+                        else:
+                            results[i] = (existing, False)
+        for i in alone:
+            try:
+                results[i] = self.record_push(**pushes[i])
+            except (GraderError, ValueError) as e:
+                results[i] = e
+        assert all(r is not None for r in results), "every push got an answer"
+        return [r for r in results if r is not None]
+
+    def _repeated(self, s: Session, values: dict[str, Any]) -> Submission | None:
+        """The row a push that inserted nothing repeats: a skipped push repeats only its own delivery."""
+        if values["state"] == State.SKIPPED.value:
+            return self._find_event(s, values["event_uuid"])
+        return self._find_duplicate(s, values["project_id"], values["sha"], values["event_uuid"])
 
     def _write_push(self, values: dict[str, Any], status: dict | None) -> int | None:
         """The new submission's id (with its status in the outbox), or None: the push repeats one.
@@ -102,6 +142,32 @@ class Pushes(Database):
                 if writer is None or writer.pid != os.getpid():
                     writer = self.__dict__["_push_writer"] = _PushWriter(self)
         return writer.submit(values, status)
+
+    def _insert_many(self, conn: Connection, items: list[tuple[dict[str, Any], dict | None]]) -> list[int | None]:
+        """Each push's new id, or None where it repeats one. On PostgreSQL a batch is two statements
+        (every row in one INSERT … ON CONFLICT DO NOTHING RETURNING, then their statuses in one
+        INSERT): a statement per push made the server plan and run one per push, and the batch
+        waited a round trip per push. SQLite runs in this process: a statement per push costs no
+        round trip there."""
+        if self.dialect != "postgresql" or len(items) < 2 or len({tuple(v) for v, _ in items}) != 1:
+            return [self._insert_one(conn, values, status) for values, status in items]
+        rows = conn.execute(_pg_upsert_many(tuple(items[0][0])), [v for v, _ in items]).all()
+        # The rows come back in no promised order: each goes to the first push of its delivery (its
+        # event uuid, project and commit) still without one; a push left without is a repeat.
+        free: dict[tuple, list[int]] = {}
+        for id, event_uuid, project_id, sha in rows:
+            free.setdefault((event_uuid, project_id, sha), []).append(id)
+        ids: list[int | None] = []
+        for values, _ in items:
+            taken = free.get((values["event_uuid"], values["project_id"], values["sha"]))
+            ids.append(taken.pop(0) if taken else None)
+        now = utcnow()
+        posts = [{"submission_id": id, "kind": "status", "payload": status, "attempts": 0, "next_attempt_at": now,
+                  "created_at": now} for id, (_, status) in zip(ids, items, strict=True)
+                 if id is not None and status is not None]
+        if posts:
+            conn.execute(insert(Base.metadata.tables[PendingPost.__tablename__]), posts)
+        return ids
 
     def _insert_one(self, conn: Connection, values: dict[str, Any], status: dict | None) -> int | None:
         insert_push, insert_post, insert_both = _push_statements(self.dialect, tuple(values))
@@ -145,7 +211,44 @@ class Pushes(Database):
         return s.scalars(select(Submission).where(Submission.event_uuid == event_uuid)).first()
 
 
+def _push_values(*, project_id: int, project_path: str, student: str, sha: str, ref: str, event_uuid: str | None,
+                 received_at: datetime, late: bool, pushed_at: datetime | None = None,
+                 pushed_at_source: str | None = None, before_sha: str | None = None, origin: str = "push",
+                 merge_request_iid: int | None = None, skipped: str | None = None,
+                 token: str | None = None) -> dict[str, Any]:
+    """A push's row, checked (ValueError names what is wrong)."""
+    sha = sha.lower()
+    if not _SHA.fullmatch(sha):
+        raise ValueError(f"not a 40-hex commit SHA: {sha!r}")
+    if received_at.tzinfo is None or (pushed_at is not None and pushed_at.tzinfo is None):
+        raise ValueError("received_at and pushed_at must be aware datetimes")
+    if (pushed_at is None) != (pushed_at_source is None) or (pushed_at_source not in (None, *PUSH_TIME_SOURCES)):
+        raise ValueError(f"pushed_at and pushed_at_source ({PUSH_TIME_SOURCES}) go together")
+    if origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {ORIGINS}, not {origin!r}")
+    before = before_sha.lower() if before_sha else None
+    if before is not None and (not _SHA.fullmatch(before) or before == "0" * 40):
+        before = None
+    return dict(project_id=project_id, project_path=project_path, student=student, sha=sha, ref=ref,
+                event_uuid=event_uuid, state=(State.SKIPPED if skipped is not None else State.QUEUED).value,
+                error=skipped, received_at=received_at, late=late, token=token or new_report_token(),
+                pushed_at=pushed_at, pushed_at_source=pushed_at_source, before_sha=before, origin=origin,
+                merge_request_iid=merge_request_iid)
+
+
 _PUSH_STATEMENTS: dict[tuple[str, tuple[str, ...]], tuple[Any, Any, Any]] = {}
+
+
+@functools.lru_cache(maxsize=8)
+def _pg_upsert_many(columns: tuple[str, ...]) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING what identifies each row's push, run with a list
+    of parameter sets: SQLAlchemy sends them as multi-row VALUES ("insertmanyvalues"), the
+    statement compiled once."""
+    from sqlalchemy.dialects import postgresql
+
+    table = Base.metadata.tables[Submission.__tablename__]
+    return (postgresql.insert(table).on_conflict_do_nothing()
+            .returning(table.c.id, table.c.event_uuid, table.c.project_id, table.c.sha))
 
 
 def _push_statements(dialect: str, columns: tuple[str, ...]) -> tuple[Any, Any, Any]:

@@ -70,7 +70,7 @@ def site(tmp_path_factory) -> Iterator[tuple[str, Store, dict[str, int]]]:
     dirs = [COHORT / n for n in ("abramova", "belov", "kuznetsova", "zaitsev", "orlova", "sokolov")] + [mallory]
     ids = {d.name: grade_into(store, d, i) for i, d in enumerate(dirs, start=1)}
     settings = Settings(webhook_secret="s3cret", instructor_token=TOKEN, groups=[GROUP])
-    with serve(create_app(settings, store, lambda _id: None)) as url:
+    with serve(create_app(settings, store, lambda _ids: None)) as url:
         yield url, store, ids
     store.close()
 

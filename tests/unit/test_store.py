@@ -214,6 +214,55 @@ def test_pushes_recorded_at_once_by_many_threads_are_each_recorded_once(store_ur
         store.close()
 
 
+def _batch_push(n: int, event: str, sha: str, **extra: object) -> dict:
+    status = {"state": "pending", "name": "autograder", "description": "queued", "target_url": f"u/reports/t{n}",
+              "ref": "main", "coverage": None}
+    return dict(project_id=n, project_path=f"g/p{n}", student=f"s{n}", sha=sha, ref="refs/heads/main",
+                event_uuid=event, received_at=T0, late=False, status=status, **extra)
+
+
+def test_pushes_recorded_as_one_batch_each_get_their_own_row_and_a_repeat_in_or_before_the_batch_gets_the_first(store):
+    # The webhook's intake thread records what arrived together in one transaction (on PostgreSQL
+    # one multi-row INSERT whose rows come back in no promised order): each push must get its own id.
+    earlier, _ = store.record_push(**_batch_push(1, "evt-earlier", "1" * 40))
+    batch = [_batch_push(n, f"evt-{n}", f"{n:040x}") for n in range(2, 12)]
+    batch.insert(3, _batch_push(1, "evt-earlier", "1" * 40))  # GitLab redelivering an earlier push
+    batch.insert(6, _batch_push(5, "evt-5", f"{5:040x}"))  # ... and one of this very batch
+    batch.append(_batch_push(7, "evt-7-again", f"{7:040x}"))  # another delivery of a commit in the batch
+    batch.append(_batch_push(99, "evt-bad", "not-a-sha"))  # fails alone
+    results = store.record_pushes(batch)
+    assert isinstance(results[-1], ValueError)
+    recorded = results[:-1]
+    assert all(isinstance(r, tuple) for r in recorded), recorded
+    by_push = {(p["event_uuid"], i): r for i, (p, r) in enumerate(zip(batch[:-1], recorded, strict=True))}
+    created = [r[0] for r in recorded if r[1]]
+    assert len(created) == 10 == len({s.id for s in created})  # projects 2..11, each once
+    for (event, i), (sub, _) in by_push.items():
+        assert (sub.project_id, sub.sha) == (batch[i]["project_id"], batch[i]["sha"].lower()), event
+        assert store.get(sub.id).event_uuid in (event, "evt-7") and store.get(sub.id).project_id == sub.project_id
+    assert (recorded[3][0].id, recorded[3][1]) == (earlier.id, False)
+    fives = [r for p, r in zip(batch[:-1], recorded, strict=True) if p["event_uuid"] == "evt-5"]
+    assert [c for _, c in fives] == [True, False] and fives[0][0].id == fives[1][0].id
+    sevens = [r for p, r in zip(batch[:-1], recorded, strict=True) if p["project_id"] == 7]
+    assert [c for _, c in sevens] == [True, False] and sevens[0][0].id == sevens[1][0].id
+    posts = store.due_posts(datetime.now(UTC) + timedelta(seconds=1), limit=100)
+    # one pending status per new row, its own (the target URL names the push's report)
+    assert sorted((p.submission_id, p.payload["target_url"]) for p in posts) == sorted(
+        [(earlier.id, "u/reports/t1")] + [(s.id, f"u/reports/t{s.project_id}") for s in created])
+    assert count_rows(store) == 11
+
+
+def test_a_batch_that_fails_on_the_database_tells_every_push_so_and_keeps_none(store, monkeypatch):
+    def commit_fails(_conn: object) -> None:
+        raise OperationalError("COMMIT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(store._engine.dialect, "do_commit", commit_fails)
+    results = store.record_pushes([_batch_push(n, f"evt-down-{n}", f"{n:040x}") for n in range(1, 4)])
+    monkeypatch.undo()
+    assert [type(r) for r in results] == [StoreUnavailable] * 3
+    assert count_rows(store) == 0 and store.due_posts(datetime.now(UTC) + timedelta(seconds=1)) == []
+
+
 def test_a_push_whose_commit_fails_is_not_recorded_and_the_caller_hears_the_store_is_down(store, monkeypatch):
     ok, _ = store.record_push(project_id=1, project_path="g/p", student="s", sha=new_sha(), ref="refs/heads/main",
                               event_uuid="evt-fine", received_at=T0, late=False)

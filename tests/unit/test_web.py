@@ -32,7 +32,7 @@ def webhook(tmp_path, **settings) -> Iterator[tuple[str, Store, list[int]]]:
     """(webhook URL, store, enqueued ids) of an app on a SQLite store with these settings."""
     store = Store(f"sqlite:///{tmp_path / 'grader.db'}")
     enqueued: list[int] = []
-    with serve(create_app(Settings(webhook_secret=SECRET, **settings), store, enqueued.append)) as url:
+    with serve(create_app(Settings(webhook_secret=SECRET, **settings), store, enqueued.extend)) as url:
         yield url + "/webhooks/gitlab", store, enqueued
 
 
@@ -126,14 +126,14 @@ def test_a_broker_that_cannot_take_the_job_means_503_and_nothing_recorded(tmp_pa
     store = Store(f"sqlite:///{tmp_path / 'grader.db'}")
     taken: list[int] = []
 
-    def refuse(_id: int) -> None:
+    def refuse(_ids: list[int]) -> None:
         raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     with serve(create_app(Settings(webhook_secret=SECRET), store, refuse)) as base:
         r = post(base + "/webhooks/gitlab", payload, uuid="33333333-3333-3333-3333-333333333333")
     assert r.status_code == 503 and "try again" in r.json()["error"]
     assert store.status_counts().get("queued", 0) == 0  # forgotten: GitLab's retry is not a "duplicate"
-    with serve(create_app(Settings(webhook_secret=SECRET), store, taken.append)) as base:  # the broker is back
+    with serve(create_app(Settings(webhook_secret=SECRET), store, taken.extend)) as base:  # the broker is back
         again = post(base + "/webhooks/gitlab", payload, uuid="33333333-3333-3333-3333-333333333333")
     assert again.status_code == 202 and again.json()["duplicate"] is False and len(taken) == 1
 
@@ -147,7 +147,7 @@ def test_readyz_says_whether_the_broker_and_database_answer(tmp_path):
             raise ConnectionError("broker down")
 
     [payload] = payloads("devops-2026/ivanov-docker")
-    with serve(create_app(Settings(webhook_secret=SECRET), store, lambda _id: None, ready=ready)) as base:
+    with serve(create_app(Settings(webhook_secret=SECRET), store, lambda _ids: None, ready=ready)) as base:
         not_ready = requests.get(base + "/readyz", timeout=5)
         refused = post(base + "/webhooks/gitlab", payload)
         live = requests.get(base + "/healthz", timeout=5)
@@ -225,7 +225,7 @@ def test_a_push_is_recorded_with_its_pending_status_and_a_redelivery_adds_none(h
 
 
 def test_the_webhooks_grading_job_is_the_message_celery_itself_sends():
-    """enqueue_push writes the job to Redis itself (kombu costs ~1.5 ms a publish): it must be what
+    """enqueue_pushes writes the jobs to Redis itself (kombu costs ~1.5 ms a publish): it must be what
     `grade_submission.delay` sends, field for field, or a worker could not run it."""
     from grader import tasks
 
@@ -245,36 +245,41 @@ def test_the_webhooks_grading_job_is_the_message_celery_itself_sends():
     assert [shape(m) for m in ours] == [shape(m) for m in celery]
 
 
-def test_enqueue_push_sends_the_job_and_at_most_one_outbox_delivery_per_interval(monkeypatch):
+@pytest.fixture
+def empty_redis() -> Iterator:
+    """A client of an empty Redis database of this test's own (never one it did not pick), flushed after."""
+    import redis
+
+    for db in range(15, 0, -1):
+        client = redis.Redis(host="127.0.0.1", port=6379, db=db)
+        if client.dbsize() == 0 and client.set("grader-test-web-lock", "1", nx=True, ex=600):
+            try:
+                yield client
+            finally:
+                client.flushdb()
+            return
+    pytest.fail("no empty Redis database among 1..15")
+
+
+def test_enqueue_pushes_queues_the_jobs_in_order_and_at_most_one_outbox_delivery_per_interval(monkeypatch, empty_redis):
     from grader import tasks
 
-    sent: list[tuple[str, str]] = []
-
-    class Pipe:
-        def __enter__(self) -> Pipe:
-            return self
-
-        def __exit__(self, *_: object) -> None:
-            pass
-
-        def lpush(self, queue: str, message: bytes) -> None:
-            sent.append((queue, json.loads(message)["headers"]["argsrepr"]))
-
-        def execute(self) -> None:
-            pass
-
-    class Client(Pipe):
-        def pipeline(self, transaction: bool = True) -> Pipe:
-            return Pipe()
-
-    monkeypatch.setattr(tasks, "_redis", lambda: Client())
+    monkeypatch.setattr(tasks, "_redis", lambda: empty_redis)  # the real Redis, a database of the test's own
     monkeypatch.setattr(tasks, "_deliveries", tasks._Deliveries())
     monkeypatch.setattr(tasks._Deliveries, "EVERY_S", 0.2)
-    for submission_id in (1, 2, 3):
-        tasks.enqueue_push(submission_id)
+    tasks.enqueue_pushes([1])
+    tasks.enqueue_pushes([2, 3])
+    tasks.enqueue_pushes([])
     time.sleep(0.5)
+
+    def taken() -> list[str]:  # in the order a worker takes them (BRPOP: the right end first)
+        return [json.loads(m)["headers"]["argsrepr"] for m in reversed(empty_redis.lrange("celery", 0, -1))]
+
     # the first push of a quiet spell brings a delivery first; the two after it share one when the interval ends
-    assert sent == [("celery", "()"), ("celery", "(1,)"), ("celery", "(2,)"), ("celery", "(3,)"), ("celery", "()")]
+    assert taken() == ["()", "(1,)", "(2,)", "(3,)", "()"]
+    empty_redis.delete("celery")
+    tasks.enqueue_pushes([4, 5])  # a quiet spell again: its delivery goes first, in the same command
+    assert taken() == ["()", "(4,)", "(5,)"]
 
 
 def test_the_broker_check_is_skipped_just_after_a_job_was_taken_and_a_failing_publish_still_keeps_nothing(tmp_path):
@@ -283,13 +288,13 @@ def test_the_broker_check_is_skipped_just_after_a_job_was_taken_and_a_failing_pu
     pings: list[int] = []
     broker = {"up": True}
 
-    def take(_id: int) -> None:
+    def take(_ids: list[int]) -> None:
         if not broker["up"]:
             raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     def ready() -> None:
         pings.append(1)
-        take(0)
+        take([])
 
     with serve(create_app(Settings(webhook_secret=SECRET), store, take, ready=ready)) as base:
         taken = post(base + "/webhooks/gitlab", first)
