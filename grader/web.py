@@ -16,7 +16,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from starlette.types import Receive, Scope, Send
@@ -171,6 +171,21 @@ def create_app(settings: Settings, store: Store, enqueue: Callable[[Sequence[int
         await _respond(send, status, fields)
 
     app.webhook = gitlab_webhook
+
+    @app.post(WEBHOOK_PATH, status_code=202)
+    async def gitlab_webhook_route(request: Request) -> JSONResponse:
+        """GitLab's Push Hook (and Merge Request Hook with GRADER_GRADE_MERGE_REQUESTS), secret in
+        X-Gitlab-Token: 202 with the submission's id, or why it is ignored; 400/401/413 a delivery
+        to fix; 503 try again. Served in front of FastAPI (`_GraderApp`); this route puts it in
+        the OpenAPI document and answers the same way should a request ever reach it."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(request.scope["headers"])}
+        try:
+            status, fields = await answer(headers, request.receive)
+        except BadRequest as exc:
+            status, fields = exc.status, {"error": str(exc)}
+        except _Gone:
+            status, fields = 400, {"error": "the body did not arrive"}
+        return JSONResponse(fields, status_code=status)
 
     # Report pages (by the submission's unguessable token, never its id) and instructor pages.
     install_pages(app, settings, store)
