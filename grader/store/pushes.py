@@ -111,13 +111,18 @@ class Pushes(Database):
                 if id is not None:
                     results[i] = (Submission(id=id, **values), True)
             if repeats:
-                with self._session(write=False) as s:
-                    for i, values in repeats:
-                        existing = self._repeated(s, values)
-                        if existing is None:
-                            alone.append(i)
-                        else:
-                            results[i] = (existing, False)
+                try:
+                    with self._session(write=False) as s:
+                        for i, values in repeats:
+                            existing = self._repeated(s, values)
+                            if existing is None:
+                                alone.append(i)
+                            else:
+                                results[i] = (existing, False)
+                except StoreUnavailable as e:  # the new rows are committed: only the repeats go unanswered
+                    alone = []
+                    for i, _ in repeats:
+                        results[i] = e
         for i in alone:
             try:
                 results[i] = self.record_push(**pushes[i])

@@ -29,6 +29,7 @@ from grader.store import State, Store
 from tests.conftest import REFERENCE_REPO, ROOT
 from tests.e2e.test_service import INSTANCE, SECRET, push, scoreboard, service, stop
 from tests.support.fake_gitlab import FakeGitLab, push_hook_headers
+from tests.support.postgres import private_postgres
 
 pytestmark = [pytest.mark.docker, pytest.mark.chaos]
 HOSTS = ROOT / "scripts" / "hosts"
@@ -369,42 +370,6 @@ def test_redis_restarted_empty_while_jobs_wait_loses_none_and_doubles_none(tmp_p
     assert _left_on(1) == [] and _left_on(2) == []
 
 
-@contextmanager
-def private_postgres() -> Iterator[tuple[str, Callable[[float], None]]]:
-    """A PostgreSQL server of this test's own (the machine's is shared), and a way to take it down
-    hard for a while (`-m immediate`: connections cut, no shutdown checkpoint, data kept)."""
-    import glob
-    import shutil
-    import tempfile
-
-    bin_dir = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    home = Path(tempfile.mkdtemp(prefix="grader-pg-"))
-    home.chmod(0o755)
-    shutil.chown(home, "postgres", "postgres")
-    data = home / "data"
-
-    def as_postgres(*args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=120)
-
-    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off"
-    as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
-    as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(home / "log"), "-w", "start")
-    def down_for(seconds: float) -> None:
-        as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-        time.sleep(seconds)
-        as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(home / "log"), "-w", "start")
-
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", down_for
-    finally:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(bin_dir / "pg_ctl"), "-D", str(data), "-m",
-                        "immediate", "stop"], capture_output=True, timeout=60)
-        shutil.rmtree(home, ignore_errors=True)
-
-
 def _push_as_gitlab_does(base: str, gitlab: FakeGitLab, project, sha: str, answers: list[int]) -> Push:
     """GitLab retries a delivery that failed (5xx, no answer) until one is accepted."""
     body = gitlab.push_payload(project, after=sha)
@@ -425,8 +390,8 @@ def test_postgresql_restarted_while_pushes_arrive_and_jobs_finish_loses_no_ackno
         tmp_path, broker_url, hosts):
     from concurrent.futures import ThreadPoolExecutor
 
-    with FakeGitLab() as gitlab, private_postgres() as (database, down_for), \
-            service(tmp_path, gitlab, broker_url, database, worker=False) as (base, env):
+    with FakeGitLab() as gitlab, private_postgres() as pg, \
+            service(tmp_path, gitlab, broker_url, pg.url, worker=False) as (base, env):
         projects = _projects(gitlab, tmp_path, 6, "pg")
         answers: list[int] = []
         with worker(1, env, tmp_path / "h1.log"), worker(2, env, tmp_path / "h2.log"), \
@@ -434,7 +399,7 @@ def test_postgresql_restarted_while_pushes_arrive_and_jobs_finish_loses_no_ackno
             pushes = [_push_as_gitlab_does(base, gitlab, p, sha, answers) for p, sha in projects[:3]]
             FakeGitLab.wait_until(lambda: any("running" in _states(gitlab, one) for one in pushes), timeout=300)
             # down while jobs run, and while the next pushes arrive (GitLab retries them)
-            outage = gitlab_deliveries.submit(down_for, 8)
+            outage = gitlab_deliveries.submit(pg.down_for, 8)
             time.sleep(2)
             late = [gitlab_deliveries.submit(_push_as_gitlab_does, base, gitlab, p, sha, answers)
                     for p, sha in projects[3:]]

@@ -96,3 +96,34 @@ def test_a_method_other_than_post_is_refused_with_405_and_the_pages_are_still_se
     assert (get.status_code, get.headers["allow"], get.json()["error"]) == (405, "POST", "the webhook takes POST")
     assert get.headers["x-content-type-options"] == "nosniff"  # the security headers, as every page has
     assert health.status_code == 200 and health.json() == {"ok": True}
+
+
+def test_pushes_arriving_while_the_database_is_down_are_answered_503_and_recorded_once_on_gitlabs_retry(tmp_path):
+    """A PostgreSQL restart (an upgrade, a failover): every push meanwhile gets a retryable 503 —
+    not a 500, which GitLab counts against the hook —, and its retry, once the server is back,
+    is recorded and queued exactly once."""
+    from tests.support.postgres import private_postgres
+
+    queued: list[int] = []
+    payloads = bodies(6)
+    uuids = [f"22222222-0000-0000-0000-{i:012d}" for i in range(6)]
+    with private_postgres() as pg:
+        store = Store(pg.url)
+        with serve(create_app(Settings(webhook_secret=SECRET), store, queued.extend)) as base:
+            url = base + "/webhooks/gitlab"
+            before = post_all(url, payloads[:2], uuids[:2])  # control: the same service records while it is up
+            pg.stop()
+            time.sleep(1.2)  # longer than the webhook keeps the extensions it read: it reads again, and fails
+            during = post_all(url, payloads[2:], uuids[2:])
+            pg.start()
+            retried = post_all(url, payloads[2:], uuids[2:])
+            again = post_all(url, payloads[2:], uuids[2:])  # a redelivery of an accepted push
+        rows = store.status_counts()
+    assert [a.status_code for a in before] == [202, 202]
+    assert [a.status_code for a in during] == [503] * 4, [a.text for a in during]
+    assert all("try again" in a.json()["error"] for a in during)
+    assert [a.status_code for a in retried] == [202] * 4 and not any(a.json()["duplicate"] for a in retried)
+    assert [(a.status_code, a.json()["duplicate"]) for a in again] == [(202, True)] * 4
+    ids = [a.json()["submission_id"] for a in before + retried]
+    assert sorted(queued) == sorted(ids)  # each queued once, nothing of the refused deliveries
+    assert sum(rows.values()) == 6
