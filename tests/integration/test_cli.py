@@ -75,9 +75,12 @@ def test_interrupt_during_a_run_removes_its_containers_images_and_temp_dirs(engi
     # the signal lands mid-run however loaded the machine is (the reference's run ends within a
     # second or two of its first container, and a signal sent just after its end proved nothing).
     # --no-cache: an earlier test graded the same input, and its verdict would be reused at once.
+    # SIGINT at its default in the child: a suite started in the background by a shell (`make test &`,
+    # nohup) inherits it ignored — the shell's convention for background jobs, which the grader keeps.
     proc = subprocess.Popen([*GRADER, "check", str(FIXTURES / "hostile" / "never_answers"), "-q", "--no-cache",
                              "--reference", str(REFERENCE_SOURCE)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     mine = {"label": f"{LABEL_INSTANCE}={INSTANCE}"}
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None and not engine.client.containers.list(filters=mine):
