@@ -97,7 +97,8 @@ class IntakeQueue:
                     break
             try:
                 answers = self.answer([delivery for delivery, _, _ in batch])
-            except GraderError as exc:  # a dependency that went away: GitLab's retry may find it back
+            except GraderError as exc:  # the database went before the batch was written (the extensions' read):
+                # GitLab's retry may find it back
                 log.warning("intake could not take a batch of %d pushes: %s", len(batch), exc)
                 answers = [(503, {"error": f"not recorded, try again: {exc}"})] * len(batch)
             except Exception:  # noqa: BLE001 - the thread must outlive any one batch; GitLab retries a 500
@@ -122,10 +123,7 @@ class IntakeQueue:
                 self.ready()
             except Exception as exc:  # noqa: BLE001 - whatever the broker client raises means "not now"
                 return [(503, {"error": f"broker unavailable, try again: {str(exc)[:300]}"})] * len(batch)
-        try:
-            recorded = self.intake.record_many(batch, self.language)
-        except GraderError as exc:  # the database went before anything was written (the extensions' read)
-            return [(503, {"error": f"not recorded, try again: {exc}"})] * len(batch)
+        recorded = self.intake.record_many(batch, self.language)  # a GraderError: the whole batch 503 (_run)
         answers: list[Answer | None] = [None] * len(batch)
         for i, r in enumerate(recorded):
             if isinstance(r, GraderError):

@@ -154,21 +154,26 @@ def create_app(settings: Settings, store: Store, enqueue: Callable[[Sequence[int
         # The database and the broker block: the intake thread records and queues, off the event loop.
         return await intake_queue.take(replace(job, event_uuid=headers.get("x-gitlab-event-uuid") or None))
 
+    async def delivery(scope: Scope, receive: Receive) -> tuple[int, dict] | None:
+        """The answer to a delivery, refusals included; None when the sender hung up first."""
+        # ASGI gives the names lower-cased; the first of a repeated header counts, as in Starlette
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}
+        try:
+            return await answer(headers, receive)
+        except BadRequest as exc:
+            if exc.status != 401:  # a wrong token is somebody probing; the rest is a sender to fix
+                log.warning("webhook refused a delivery (%d): %s", exc.status, exc)
+            return exc.status, {"error": str(exc)}
+        except _Gone:
+            return None
+
     async def gitlab_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             await _respond(send, 405, {"error": "the webhook takes POST"}, ((b"allow", b"POST"),))
             return
-        # ASGI gives the names lower-cased; the first of a repeated header counts, as in Starlette
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}
-        try:
-            status, fields = await answer(headers, receive)
-        except BadRequest as exc:
-            status, fields = exc.status, {"error": str(exc)}
-            if status != 401:  # a wrong token is somebody probing; the rest is a sender to fix
-                log.warning("webhook refused a delivery (%d): %s", status, exc)
-        except _Gone:
-            return  # the sender hung up: nobody to answer
-        await _respond(send, status, fields)
+        answered = await delivery(scope, receive)
+        if answered is not None:  # else the sender hung up: nobody to answer
+            await _respond(send, *answered)
 
     app.webhook = gitlab_webhook
 
@@ -178,13 +183,7 @@ def create_app(settings: Settings, store: Store, enqueue: Callable[[Sequence[int
         X-Gitlab-Token: 202 with the submission's id, or why it is ignored; 400/401/413 a delivery
         to fix; 503 try again. Served in front of FastAPI (`_GraderApp`); this route puts it in
         the OpenAPI document and answers the same way should a request ever reach it."""
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(request.scope["headers"])}
-        try:
-            status, fields = await answer(headers, request.receive)
-        except BadRequest as exc:
-            status, fields = exc.status, {"error": str(exc)}
-        except _Gone:
-            status, fields = 400, {"error": "the body did not arrive"}
+        status, fields = await delivery(request.scope, request.receive) or (400, {"error": "the body did not arrive"})
         return JSONResponse(fields, status_code=status)
 
     # Report pages (by the submission's unguessable token, never its id) and instructor pages.

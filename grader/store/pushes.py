@@ -111,18 +111,17 @@ class Pushes(Database):
                 if id is not None:
                     results[i] = (Submission(id=id, **values), True)
             if repeats:
+                found: list[tuple[int, Submission | None | StoreUnavailable]]
                 try:
                     with self._session(write=False) as s:
-                        for i, values in repeats:
-                            existing = self._repeated(s, values)
-                            if existing is None:
-                                alone.append(i)
-                            else:
-                                results[i] = (existing, False)
+                        found = [(i, self._repeated(s, values)) for i, values in repeats]
                 except StoreUnavailable as e:  # the new rows are committed: only the repeats go unanswered
-                    alone = []
-                    for i, _ in repeats:
-                        results[i] = e
+                    found = [(i, e) for i, _ in repeats]
+                for i, existing in found:
+                    if existing is None:
+                        alone.append(i)
+                    else:
+                        results[i] = existing if isinstance(existing, StoreUnavailable) else (existing, False)
         for i in alone:
             try:
                 results[i] = self.record_push(**pushes[i])
